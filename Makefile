@@ -1,0 +1,26 @@
+# The two commands the README promises: `make run` starts a cluster, `make test` runs every test.
+
+DATA_DIR ?=
+ARGS ?=
+
+.PHONY: run test deps build fmt lint
+
+deps:
+	./scripts/install-deps.sh
+
+build: deps
+	cargo build --release -p kate
+
+run: build
+	./target/release/kate server $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(ARGS)
+
+test: deps
+	cargo build -p kate
+	cargo test --workspace
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings

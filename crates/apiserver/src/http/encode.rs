@@ -1,0 +1,237 @@
+//! Response bodies: objects, lists and server-side Tables, chosen by the Accept header.
+
+use std::sync::Arc;
+
+use axum::response::Response;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use super::bytes_response;
+use crate::catalog::ResourceDef;
+use crate::error::ApiError;
+use crate::registry::ListResult;
+use crate::strategy::table::column_definitions;
+
+/// How the client wants objects rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Plain objects and lists.
+    Object,
+    /// `meta.k8s.io/v1` Tables.
+    Table,
+}
+
+/// What a Table row carries in `object` (`includeObject`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Include {
+    /// Nothing.
+    None,
+    /// A `PartialObjectMetadata` (the default).
+    Metadata,
+    /// The full object (`kubectl get --sort-by`).
+    Object,
+}
+
+impl Include {
+    /// Parses `includeObject`.
+    pub fn parse(v: Option<&str>) -> Include {
+        match v {
+            Some("None") => Include::None,
+            Some("Object") => Include::Object,
+            _ => Include::Metadata,
+        }
+    }
+}
+
+/// Picks the output format from Accept, refusing media types we cannot produce.
+pub fn negotiate(headers: &HeaderMap) -> Result<Format, ApiError> {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mut json_ok = accept.trim().is_empty();
+    for offer in accept.split(',').map(str::trim) {
+        let media = offer.split(';').next().unwrap_or("").trim();
+        if media == "application/json"
+            && offer.contains("as=Table")
+            && offer.contains("g=meta.k8s.io")
+        {
+            return Ok(Format::Table);
+        }
+        if matches!(
+            media,
+            "application/json" | "*/*" | "application/*" | "application/yaml"
+        ) && !offer.contains("as=")
+        {
+            json_ok = true;
+        }
+    }
+    if json_ok {
+        Ok(Format::Object)
+    } else {
+        Err(ApiError::not_acceptable(format!(
+            "only the following media types are accepted: application/json (asked for {accept:?})"
+        )))
+    }
+}
+
+/// A JSON response with `Warning` headers.
+pub fn object_response(code: StatusCode, obj: &Value, warnings: &[String]) -> Response {
+    let mut resp = bytes_response(
+        code,
+        "application/json",
+        serde_json::to_vec(obj).unwrap_or_default(),
+    );
+    for w in warnings {
+        let text = format!("299 - {}", serde_json::to_string(w).unwrap_or_default());
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+    resp
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ListBody<'a> {
+    kind: String,
+    api_version: String,
+    metadata: Value,
+    items: &'a [Arc<Value>],
+}
+
+fn list_metadata(result: &ListResult) -> Value {
+    let mut meta = json!({"resourceVersion": result.revision.to_string()});
+    if let Some(token) = &result.continue_token {
+        meta["continue"] = json!(token);
+        if let Some(remaining) = result.remaining {
+            meta["remainingItemCount"] = json!(remaining);
+        }
+    }
+    meta
+}
+
+/// The `XList` body of a list.
+pub fn list_bytes(def: &ResourceDef, result: &ListResult) -> Vec<u8> {
+    let body = ListBody {
+        kind: format!("{}List", def.kind),
+        api_version: def.api_version(),
+        metadata: list_metadata(result),
+        items: &result.items,
+    };
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+/// One Table row for an object.
+pub fn table_row(def: &ResourceDef, obj: &Value, include: Include) -> Value {
+    let object = match include {
+        Include::None => Value::Null,
+        Include::Object => obj.clone(),
+        Include::Metadata => json!({
+            "kind": "PartialObjectMetadata",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": obj.get("metadata").cloned().unwrap_or_else(|| Value::Object(Map::new())),
+        }),
+    };
+    json!({"cells": def.strategy.cells(obj), "object": object})
+}
+
+/// A Table of `rows`; `headers: false` leaves out the column definitions (watch events after the first).
+pub fn table(def: &ResourceDef, rows: Vec<Value>, metadata: Value, headers: bool) -> Value {
+    let columns = if headers {
+        column_definitions(&def.strategy.columns())
+    } else {
+        Value::Null
+    };
+    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "columnDefinitions": columns, "rows": rows})
+}
+
+/// A list rendered in the requested format.
+pub fn list_response(
+    def: &ResourceDef,
+    result: &ListResult,
+    format: Format,
+    include: Include,
+) -> Response {
+    match format {
+        Format::Object => {
+            bytes_response(StatusCode::OK, "application/json", list_bytes(def, result))
+        }
+        Format::Table => {
+            let rows = result
+                .items
+                .iter()
+                .map(|o| table_row(def, o, include))
+                .collect();
+            let body = table(def, rows, list_metadata(result), true);
+            bytes_response(
+                StatusCode::OK,
+                "application/json",
+                serde_json::to_vec(&body).unwrap_or_default(),
+            )
+        }
+    }
+}
+
+/// A single object rendered in the requested format.
+pub fn single_response(
+    def: &ResourceDef,
+    obj: &Value,
+    format: Format,
+    include: Include,
+    code: StatusCode,
+    warnings: &[String],
+) -> Response {
+    match format {
+        Format::Object => object_response(code, obj, warnings),
+        Format::Table => {
+            let rv = obj
+                .pointer("/metadata/resourceVersion")
+                .cloned()
+                .unwrap_or(Value::Null);
+            let body = table(
+                def,
+                vec![table_row(def, obj, include)],
+                json!({"resourceVersion": rv}),
+                true,
+            );
+            object_response(code, &body, warnings)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(accept: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_str(accept).unwrap());
+        h
+    }
+
+    #[test]
+    fn negotiation() {
+        let table = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
+        assert_eq!(negotiate(&headers(table)).unwrap(), Format::Table);
+        assert_eq!(
+            negotiate(&headers(
+                "application/vnd.kubernetes.protobuf,application/json"
+            ))
+            .unwrap(),
+            Format::Object
+        );
+        assert_eq!(
+            negotiate(&headers("application/json, */*")).unwrap(),
+            Format::Object
+        );
+        assert_eq!(negotiate(&HeaderMap::new()).unwrap(), Format::Object);
+        assert_eq!(
+            negotiate(&headers("application/vnd.kubernetes.protobuf"))
+                .unwrap_err()
+                .code,
+            406
+        );
+    }
+}

@@ -1,0 +1,204 @@
+//! kate's Kubernetes API server.
+//!
+//! It serves the Kubernetes v1.33 REST API over HTTPS to the real `kubectl` and to kube-rs:
+//! discovery, OpenAPI v3, CRUD with optimistic concurrency, the four patch types, watch, and
+//! server-side Tables. Objects are stored as JSON in a [`kate_store::Store`]; lists and watches
+//! are served from an in-memory [`watchcache::WatchCache`]. All kinds go through one generic
+//! [`registry::Registry`]; what differs per kind (defaults, validation, table columns) lives in
+//! a small [`strategy::Strategy`] each.
+
+pub mod auth;
+pub mod catalog;
+pub mod error;
+pub mod http;
+pub mod pki;
+pub mod registry;
+pub mod selector;
+pub mod serve;
+pub mod strategy;
+pub mod watchcache;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use kate_openapi::{ApiResource, OpenApi};
+use kate_store::Store;
+use serde_json::json;
+
+use crate::catalog::{Catalog, Subresource};
+use crate::registry::{Registry, WriteOptions};
+
+/// How to run the API server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the store, certificates and kubeconfig live.
+    pub data_dir: PathBuf,
+    /// The address to listen on.
+    pub bind_address: IpAddr,
+    /// The HTTPS port (0 picks a free one).
+    pub port: u16,
+    /// Extra names and addresses for the serving certificate.
+    pub extra_sans: Vec<String>,
+}
+
+/// Errors that stop the server from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Certificates.
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    /// TLS configuration.
+    #[error(transparent)]
+    Tls(#[from] serve::TlsError),
+    /// The store.
+    #[error("store: {0}")]
+    Store(#[from] kate_store::Error),
+    /// Loading the watch cache.
+    #[error("watch cache: {0}")]
+    Cache(#[from] watchcache::CacheError),
+    /// Listening.
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Creating the built-in namespaces.
+    #[error("bootstrap: {0}")]
+    Bootstrap(#[from] error::ApiError),
+}
+
+/// A started server: bound, bootstrapped and ready to serve.
+pub struct Server {
+    /// The registry (also used in-process by other components).
+    pub registry: Arc<Registry>,
+    /// The URL clients use.
+    pub url: String,
+    /// Where the admin kubeconfig was written.
+    pub kubeconfig: PathBuf,
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: axum::Router,
+}
+
+/// The namespaces every cluster has.
+pub const SYSTEM_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+impl Server {
+    /// Opens the state in `config.data_dir`, prepares TLS and binds the port; `progress` hears
+    /// about each step.
+    pub async fn start(
+        config: &Config,
+        store: Arc<dyn Store>,
+        progress: &dyn Fn(&str),
+    ) -> Result<Server, StartError> {
+        progress("loading the watch cache");
+        let cache = watchcache::WatchCache::start(store.clone()).await?;
+        let catalog = Arc::new(Catalog::builtin());
+        let openapi = Arc::new(OpenApi::new(api_resources(&catalog)));
+        let registry = Arc::new(Registry::new(store, cache, catalog, openapi));
+
+        let addr = SocketAddr::new(config.bind_address, config.port);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Listen { addr, source })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartError::Listen { addr, source })?
+            .port();
+
+        progress("preparing certificates");
+        let host = config.bind_address.to_string();
+        let mut sans = config.extra_sans.clone();
+        sans.push(host.clone());
+        let pki = pki::Pki::load_or_create(&config.data_dir.join("pki"), &sans)?;
+        let acceptor =
+            serve::acceptor(&pki.ca_cert_pem, &pki.server_cert_pem, &pki.server_key_pem)?;
+        let client_host = if config.bind_address.is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            host
+        };
+        let url = match config.bind_address {
+            IpAddr::V6(_) if !config.bind_address.is_unspecified() => {
+                format!("https://[{client_host}]:{port}")
+            }
+            _ => format!("https://{client_host}:{port}"),
+        };
+        let kubeconfig = config.data_dir.join("kubeconfig.yaml");
+        pki.write_admin_kubeconfig(&kubeconfig, &url)?;
+
+        progress("creating system namespaces");
+        bootstrap(&registry).await?;
+
+        let state = Arc::new(http::AppState {
+            registry: registry.clone(),
+            tokens: auth::Tokens::new(pki.admin_token.clone()),
+        });
+        let app = http::router(state);
+        Ok(Server {
+            registry,
+            url,
+            kubeconfig,
+            listener,
+            acceptor,
+            app,
+        })
+    }
+
+    /// Serves requests until the process ends.
+    pub async fn serve(self) {
+        serve::serve(self.listener, self.acceptor, self.app).await
+    }
+}
+
+/// The catalog as the OpenAPI builder needs it.
+fn api_resources(catalog: &Catalog) -> Vec<ApiResource> {
+    catalog
+        .all()
+        .iter()
+        .map(|d| ApiResource {
+            group: d.group.into(),
+            version: d.version.into(),
+            kind: d.kind.into(),
+            plural: d.plural.into(),
+            namespaced: d.namespaced,
+            subresources: d
+                .subresources
+                .iter()
+                .map(|s| match s {
+                    Subresource::Status => "status".to_string(),
+                    Subresource::Scale => "scale".to_string(),
+                })
+                .collect(),
+            list_kind: format!("{}List", d.kind),
+        })
+        .collect()
+}
+
+/// Creates the system namespaces that do not exist yet.
+async fn bootstrap(registry: &Registry) -> Result<(), error::ApiError> {
+    let def = registry
+        .catalog
+        .find("", "v1", "namespaces")
+        .cloned()
+        .ok_or_else(|| error::ApiError::internal("namespaces are not served"))?;
+    for name in SYSTEM_NAMESPACES {
+        if registry.get(&def, None, name).await.is_ok() {
+            continue;
+        }
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        match registry
+            .create(&def, None, ns, &WriteOptions::default())
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.code == 409 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

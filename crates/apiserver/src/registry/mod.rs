@@ -1,0 +1,99 @@
+//! The generic registry: one implementation of get, list, create, update, patch and delete for
+//! every kind, with the per-kind differences supplied by its [`Strategy`](crate::strategy::Strategy).
+
+mod list;
+pub mod meta;
+mod patch;
+mod scale;
+mod write;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use kate_openapi::OpenApi;
+use kate_store::{Revision, Store};
+use serde_json::Value;
+
+use crate::catalog::{Catalog, ResourceDef};
+use crate::error::ApiError;
+use crate::watchcache::WatchCache;
+pub use list::{ListOptions, ListResult};
+pub use patch::PatchType;
+pub use scale::scale_of;
+pub use write::{DeleteOptions, FieldValidation, WriteOptions, Written};
+
+/// The registry shared by all request handlers.
+pub struct Registry {
+    /// The persistent store.
+    pub store: Arc<dyn Store>,
+    /// The watch cache over the store.
+    pub cache: Arc<WatchCache>,
+    /// The served resources.
+    pub catalog: Arc<Catalog>,
+    /// The published schemas (patching and unknown-field checks use them too).
+    pub openapi: Arc<OpenApi>,
+    /// The newest revision this server wrote: reads wait for the cache to reach it, so a client
+    /// always reads its own writes.
+    last_write: AtomicI64,
+}
+
+impl Registry {
+    /// A registry over `store` and its watch cache.
+    pub fn new(
+        store: Arc<dyn Store>,
+        cache: Arc<WatchCache>,
+        catalog: Arc<Catalog>,
+        openapi: Arc<OpenApi>,
+    ) -> Registry {
+        let last_write = AtomicI64::new(cache.revision());
+        Registry {
+            store,
+            cache,
+            catalog,
+            openapi,
+            last_write,
+        }
+    }
+
+    fn wrote(&self, revision: Revision) {
+        self.last_write.fetch_max(revision, Ordering::SeqCst);
+    }
+
+    /// Waits until the cache holds every write this server has acknowledged.
+    pub async fn sync(&self) -> Revision {
+        let target = self.last_write.load(Ordering::SeqCst);
+        self.cache.wait_for(target).await;
+        self.cache.revision()
+    }
+
+    /// Reads one object (from the cache, after catching up with this server's writes).
+    pub async fn get(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Arc<Value>, ApiError> {
+        self.sync().await;
+        self.cache
+            .get(&def.key(ns, name))
+            .ok_or_else(|| ApiError::not_found(def.group, def.plural, name))
+    }
+
+    /// Whether the namespace exists and is not terminating, as creates in it require.
+    async fn check_namespace_open(&self, ns: &str) -> Result<(), ApiError> {
+        let key = format!("/registry/namespaces/{ns}");
+        self.sync().await;
+        match self.cache.get(&key) {
+            None => Err(ApiError::not_found("", "namespaces", ns)),
+            Some(obj)
+                if meta::is_deleting(&obj)
+                    || obj.pointer("/status/phase") == Some(&Value::from("Terminating")) =>
+            {
+                Err(ApiError::forbidden(format!(
+                    "unable to create new content in namespace {ns} because it is being terminated"
+                )))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! PATCH: JSON patch, JSON merge patch, strategic merge patch and server-side apply, applied to
+//! the stored object and written back with compare-and-swap (retried when the object moved and
+//! the patch did not pin a resourceVersion).
+
+use kate_openapi::SchemaRef;
+use kate_patch::SchemaNode;
+use serde_json::Value;
+
+use super::Registry;
+use super::meta::meta_str;
+use super::write::{WriteOptions, Written};
+use crate::catalog::{ResourceDef, Subresource};
+use crate::error::ApiError;
+
+/// The patch formats kubectl sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchType {
+    /// `application/json-patch+json`.
+    Json,
+    /// `application/merge-patch+json`.
+    Merge,
+    /// `application/strategic-merge-patch+json`.
+    Strategic,
+    /// `application/apply-patch+yaml` (server-side apply).
+    Apply,
+}
+
+impl PatchType {
+    /// The patch type named by a Content-Type, if any.
+    pub fn from_content_type(ct: &str) -> Option<PatchType> {
+        match ct.split(';').next().unwrap_or("").trim() {
+            "application/json-patch+json" => Some(PatchType::Json),
+            "application/merge-patch+json" => Some(PatchType::Merge),
+            "application/strategic-merge-patch+json" => Some(PatchType::Strategic),
+            "application/apply-patch+yaml" | "application/apply-patch+json" => {
+                Some(PatchType::Apply)
+            }
+            _ => None,
+        }
+    }
+}
+
+const MAX_RETRIES: usize = 5;
+
+impl Registry {
+    /// Applies `patch` to the object (or its status) and stores the result.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn patch(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+        ty: PatchType,
+        patch: &Value,
+        sub: Option<Subresource>,
+        opts: &WriteOptions,
+    ) -> Result<Written, ApiError> {
+        let schema = self.openapi.kind_schema(def.group, def.version, def.kind);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (kv, current) = match self.current(def, ns, name).await {
+                Ok(found) => found,
+                Err(e) if e.code == 404 && ty == PatchType::Apply && sub.is_none() => {
+                    let mut obj = patch.clone();
+                    if let Some(m) = obj
+                        .get_mut("metadata")
+                        .and_then(serde_json::Value::as_object_mut)
+                    {
+                        m.entry("name").or_insert(Value::String(name.into()));
+                    }
+                    return self.create(def, ns, obj, opts).await;
+                }
+                Err(e) => return Err(e),
+            };
+            let patched = apply_patch(&current, patch, ty, schema.as_ref())?;
+            let pinned = meta_str(&patched, "resourceVersion")
+                .filter(|rv| !rv.is_empty())
+                .map(String::from);
+            if let Some(rv) = &pinned {
+                if *rv != kv.mod_revision.to_string() {
+                    return Err(ApiError::conflict(
+                        def.group,
+                        def.plural,
+                        name,
+                        "the object has been modified; please apply your changes to the latest version and try again",
+                    ));
+                }
+            }
+            if meta_str(&patched, "name").is_some_and(|n| n != name) {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({}) does not match the name on the URL ({name})",
+                    meta_str(&patched, "name").unwrap_or("")
+                )));
+            }
+            match self
+                .replace(def, ns, name, patched, &kv, &current, sub, opts)
+                .await
+            {
+                Err(e)
+                    if e.code == 409
+                        && e.reason == "Conflict"
+                        && pinned.is_none()
+                        && attempt < MAX_RETRIES =>
+                {
+                    continue;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Applies one patch document to `current`.
+pub fn apply_patch(
+    current: &Value,
+    patch: &Value,
+    ty: PatchType,
+    schema: Option<&SchemaRef>,
+) -> Result<Value, ApiError> {
+    let node = schema.map(|s| SchemaNode {
+        node: s.node(),
+        defs: s.defs(),
+    });
+    let result = match ty {
+        PatchType::Json => kate_patch::json_patch(current, patch),
+        PatchType::Merge => kate_patch::json_merge(current, patch),
+        PatchType::Strategic | PatchType::Apply => {
+            if !patch.is_object() {
+                return Err(ApiError::bad_request("the patch must be a JSON object"));
+            }
+            kate_patch::strategic_merge(current, patch, node)
+        }
+    };
+    result.map_err(|e| match e.status_code() {
+        422 => ApiError::unprocessable(e.to_string()),
+        _ => ApiError::bad_request(e.to_string()),
+    })
+}

@@ -1,0 +1,244 @@
+//! The in-memory watch cache: the current objects and the recent events of the whole registry,
+//! fed by one store watch, so that lists and watches at recent revisions never touch the store.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, RwLock};
+
+use kate_store::{EventKind, RangeRequest, Revision, Store, WatchEvent};
+use serde_json::Value;
+use tokio::sync::{broadcast, watch};
+
+/// Where every Kubernetes object lives in the store.
+pub const REGISTRY_PREFIX: &str = "/registry/";
+
+/// How many events the cache keeps for watchers that resume from a recent revision.
+const HISTORY: usize = 50_000;
+
+/// One change to one object, with the object as stored (resourceVersion filled in).
+#[derive(Debug)]
+pub struct Event {
+    /// Created, updated or deleted.
+    pub kind: EventKind,
+    /// The store key.
+    pub key: String,
+    /// The revision of the change.
+    pub revision: Revision,
+    /// The object after the change (for deletes: its last state).
+    pub object: Arc<Value>,
+    /// The object before the change, for updates and deletes.
+    pub prev: Option<Arc<Value>>,
+}
+
+#[derive(Default)]
+struct State {
+    objects: BTreeMap<String, Arc<Value>>,
+    events: VecDeque<Arc<Event>>,
+    /// The cache reflects the store up to and including this revision.
+    revision: Revision,
+    /// Events after this revision are all in `events`.
+    oldest: Revision,
+}
+
+/// The cache. Cheap to share behind an `Arc`.
+pub struct WatchCache {
+    state: RwLock<State>,
+    live: broadcast::Sender<Arc<Event>>,
+    progress: watch::Sender<Revision>,
+}
+
+/// Errors from reading the cache.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// The requested revision is older than the kept history.
+    #[error("too old resource version: {requested} ({oldest})")]
+    TooOld {
+        /// What was asked for.
+        requested: Revision,
+        /// The oldest revision a watch can start from.
+        oldest: Revision,
+    },
+    /// The store failed while loading.
+    #[error(transparent)]
+    Store(#[from] kate_store::Error),
+}
+
+/// Decodes a stored value and stamps its resourceVersion, which is never stored inside it.
+pub fn decode(value: &[u8], revision: Revision) -> Value {
+    let mut obj: Value = serde_json::from_slice(value).unwrap_or(Value::Null);
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert(
+            "resourceVersion".into(),
+            Value::String(revision.to_string()),
+        );
+    }
+    obj
+}
+
+impl WatchCache {
+    /// Loads every object and starts following the store.
+    pub async fn start(store: Arc<dyn Store>) -> Result<Arc<WatchCache>, CacheError> {
+        let mut state = State::default();
+        let mut req = RangeRequest {
+            prefix: REGISTRY_PREFIX.into(),
+            limit: 10_000,
+            ..Default::default()
+        };
+        loop {
+            let page = store.range(req.clone()).await?;
+            req.revision = page.revision;
+            state.revision = page.revision;
+            for kv in &page.kvs {
+                state
+                    .objects
+                    .insert(kv.key.clone(), Arc::new(decode(&kv.value, kv.mod_revision)));
+            }
+            match page.kvs.last() {
+                Some(last) if page.more => req.start_after = last.key.clone(),
+                _ => break,
+            }
+        }
+        state.oldest = state.revision;
+        let mut events = store.watch(REGISTRY_PREFIX, state.revision).await?;
+        let (live, _) = broadcast::channel(16_384);
+        let (progress, _) = watch::channel(state.revision);
+        let cache = Arc::new(WatchCache {
+            state: RwLock::new(state),
+            live,
+            progress,
+        });
+        let feeder = cache.clone();
+        tokio::spawn(async move {
+            while let Some(batch) = events.recv().await {
+                match batch {
+                    Ok(batch) => feeder.apply(batch),
+                    Err(e) => {
+                        tracing::error!(error = %e, "watch cache lost its store watch; serving stale data");
+                        break;
+                    }
+                }
+            }
+        });
+        Ok(cache)
+    }
+
+    fn apply(&self, batch: Vec<WatchEvent>) {
+        let mut fresh = Vec::with_capacity(batch.len());
+        let newest = {
+            let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+            for ev in batch {
+                let revision = ev.revision();
+                let object = Arc::new(decode(&ev.kv.value, revision));
+                let prev = match ev.kind {
+                    EventKind::Delete => state.objects.remove(&ev.kv.key),
+                    _ => state.objects.insert(ev.kv.key.clone(), object.clone()),
+                };
+                let event = Arc::new(Event {
+                    kind: ev.kind,
+                    key: ev.kv.key,
+                    revision,
+                    object,
+                    prev,
+                });
+                state.events.push_back(event.clone());
+                if state.events.len() > HISTORY {
+                    if let Some(dropped) = state.events.pop_front() {
+                        state.oldest = dropped.revision;
+                    }
+                }
+                state.revision = state.revision.max(revision);
+                fresh.push(event);
+            }
+            state.revision
+        };
+        for event in fresh {
+            let _ = self.live.send(event);
+        }
+        self.progress.send_replace(newest);
+    }
+
+    /// The revision the cache has caught up to.
+    pub fn revision(&self) -> Revision {
+        *self.progress.borrow()
+    }
+
+    /// Waits until the cache reflects at least `revision` (writes this server acknowledged).
+    pub async fn wait_for(&self, revision: Revision) {
+        let mut rx = self.progress.subscribe();
+        let _ = rx.wait_for(|r| *r >= revision).await;
+    }
+
+    /// One object by key.
+    pub fn get(&self, key: &str) -> Option<Arc<Value>> {
+        self.read().objects.get(key).cloned()
+    }
+
+    /// All objects under `prefix` in key order, with the cache revision.
+    pub fn list(&self, prefix: &str) -> (Vec<Arc<Value>>, Revision) {
+        let state = self.read();
+        let items = state
+            .objects
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.clone())
+            .collect();
+        (items, state.revision)
+    }
+
+    /// The events after `after` under `prefix`, then a receiver for live events; events on the
+    /// receiver at or below the returned revision must be skipped by the caller.
+    pub fn watch_from(
+        &self,
+        prefix: &str,
+        after: Revision,
+    ) -> Result<(Vec<Arc<Event>>, Revision, broadcast::Receiver<Arc<Event>>), CacheError> {
+        let rx = self.live.subscribe();
+        let state = self.read();
+        if after < state.oldest {
+            return Err(CacheError::TooOld {
+                requested: after,
+                oldest: state.oldest + 1,
+            });
+        }
+        let start = state.events.partition_point(|e| e.revision <= after);
+        let past = state
+            .events
+            .range(start..)
+            .filter(|e| e.key.starts_with(prefix))
+            .cloned()
+            .collect();
+        Ok((past, state.revision, rx))
+    }
+
+    /// The current objects under `prefix` as synthetic creations (a watch from revision 0).
+    pub fn snapshot(
+        &self,
+        prefix: &str,
+    ) -> (Vec<Arc<Event>>, Revision, broadcast::Receiver<Arc<Event>>) {
+        let rx = self.live.subscribe();
+        let state = self.read();
+        let events = state
+            .objects
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| {
+                let revision = v
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(0);
+                Arc::new(Event {
+                    kind: EventKind::Create,
+                    key: k.clone(),
+                    revision,
+                    object: v.clone(),
+                    prev: None,
+                })
+            })
+            .collect();
+        (events, state.revision, rx)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+}

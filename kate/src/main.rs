@@ -1,0 +1,78 @@
+//! `kate`: a Kubernetes-compatible container orchestrator in one binary.
+
+mod server;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Command line.
+#[derive(Parser)]
+#[command(
+    name = "kate",
+    version,
+    about = "A lightweight Kubernetes in one binary"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane (API server on an embedded store).
+    Server(server::ServerArgs),
+    /// Print the admin kubeconfig written by `kate server`.
+    Kubeconfig {
+        /// The server's data directory.
+        #[arg(long, env = "KATE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+/// Where state lives when `--data-dir` is not given: `/var/lib/kate` for root, else a
+/// per-user directory.
+pub fn default_data_dir() -> PathBuf {
+    if is_root() {
+        return PathBuf::from("/var/lib/kate");
+    }
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(xdg).join("kate");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/share/kate"),
+        None => PathBuf::from(".kate"),
+    }
+}
+
+/// Whether we run as root, read from /proc so no unsafe libc call is needed.
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Server(args) => server::run(args),
+        Command::Kubeconfig { data_dir } => {
+            let path = data_dir
+                .unwrap_or_else(default_data_dir)
+                .join("kubeconfig.yaml");
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                anyhow::anyhow!(
+                    "reading {}: {e} (has `kate server` run with this data dir?)",
+                    path.display()
+                )
+            })?;
+            print!("{text}");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! `kate server`: the control plane on an embedded store.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use kate_store::Store;
+use kate_store::sqlite::SqliteStore;
+
+/// Options of `kate server`.
+#[derive(Args)]
+pub struct ServerArgs {
+    /// Directory for all state (store, certificates, kubeconfig).
+    #[arg(long, env = "KATE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to serve HTTPS on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_address: IpAddr,
+    /// HTTPS port.
+    #[arg(long, default_value_t = 6443)]
+    https_port: u16,
+    /// Extra DNS names or IPs for the serving certificate.
+    #[arg(long = "tls-san")]
+    tls_san: Vec<String>,
+    /// How long the store keeps history for watches and paged lists.
+    #[arg(long, default_value = "300", value_name = "SECONDS")]
+    history_seconds: u64,
+}
+
+/// Runs the server until killed.
+pub fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KATE_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(crate::default_data_dir);
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let progress = |step: &str| eprintln!("kate: {step}...");
+        progress(&format!("opening the store in {}", data_dir.display()));
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&data_dir.join("state.db")).context("opening the store")?);
+        let history = Duration::from_secs(args.history_seconds);
+        kate_store::compactor::spawn_compactor(
+            store.clone(),
+            history,
+            (history / 5).max(Duration::from_secs(1)),
+        );
+        let config = kate_apiserver::Config {
+            data_dir: data_dir.clone(),
+            bind_address: args.bind_address,
+            port: args.https_port,
+            extra_sans: args.tls_san.clone(),
+        };
+        let server = kate_apiserver::Server::start(&config, store, &progress)
+            .await
+            .context("starting the API server")?;
+        eprintln!(
+            "kate: ready in {:.2}s: API server at {}, kubeconfig at {}",
+            started.elapsed().as_secs_f64(),
+            server.url,
+            server.kubeconfig.display()
+        );
+        eprintln!(
+            "kate: try `KUBECONFIG={} kubectl get namespaces`",
+            server.kubeconfig.display()
+        );
+        tokio::select! {
+            _ = server.serve() => {}
+            _ = tokio::signal::ctrl_c() => eprintln!("kate: interrupted, stopping"),
+        }
+        Ok(())
+    })
+}

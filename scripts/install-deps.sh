@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what building and testing kate needs on a fresh Debian 12 machine. Idempotent and quick
+# when everything is present; safe to run as root (CI) or with sudo available.
+set -euo pipefail
+
+need_apt=()
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# A C compiler builds the bundled SQLite.
+have cc || need_apt+=(build-essential)
+# kubectl is the client the end-to-end tests drive; the Google Cloud SDK package provides the
+# version-dispatching kubectl these machines use.
+have kubectl || need_apt+=(kubectl)
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "install-deps: installing ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+
+have cargo || { echo "install-deps: cargo (Rust toolchain) is required" >&2; exit 1; }

@@ -1,0 +1,192 @@
+//! Helpers for end-to-end tests: start a real `kate server` in a temporary directory and drive it
+//! with the machine's real `kubectl` or with kube-rs.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+/// The `kate` binary under test: `$KATE_BIN`, else the workspace's debug build.
+pub fn kate_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("KATE_BIN") {
+        return PathBuf::from(bin);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives in the workspace");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    target.join("debug").join("kate")
+}
+
+/// A running `kate server` with its own data directory, killed on drop.
+pub struct Cluster {
+    child: Child,
+    /// The data directory (a temp dir).
+    pub dir: tempfile::TempDir,
+    /// The admin kubeconfig.
+    pub kubeconfig: PathBuf,
+    /// The server URL.
+    pub url: String,
+}
+
+impl Cluster {
+    /// Starts a server on a free port and waits until it says it is ready.
+    pub fn start() -> Result<Cluster> {
+        let dir = tempfile::tempdir()?;
+        Cluster::start_in(dir)
+    }
+
+    /// Starts a server with an existing data directory (to test restarts).
+    pub fn start_in(dir: tempfile::TempDir) -> Result<Cluster> {
+        let bin = kate_bin();
+        if !bin.exists() {
+            bail!(
+                "{} is missing: build it first with `cargo build -p kate`",
+                bin.display()
+            );
+        }
+        let mut child = Command::new(&bin)
+            .args(["server", "--https-port", "0", "--data-dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let stderr = child.stderr.take().context("no stderr")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[kate] {line}");
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let url = loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains(" ready in ") => {
+                    let url = line
+                        .split("API server at ")
+                        .nth(1)
+                        .and_then(|r| r.split(',').next())
+                        .context("no URL in the ready line")?;
+                    break url.to_string();
+                }
+                Ok(_) => continue,
+                Err(_) => {
+                    let _ = child.kill();
+                    bail!("kate server did not become ready");
+                }
+            }
+        };
+        let kubeconfig = dir.path().join("kubeconfig.yaml");
+        Ok(Cluster {
+            child,
+            dir,
+            kubeconfig,
+            url,
+        })
+    }
+
+    /// Stops the server with SIGKILL and hands back its data directory.
+    pub fn kill(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    /// A `kubectl` command using this cluster's kubeconfig and a private discovery cache.
+    pub fn kubectl_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("kubectl");
+        cmd.env("KUBECONFIG", &self.kubeconfig)
+            .arg(format!(
+                "--cache-dir={}",
+                self.dir.path().join("kubectl-cache").display()
+            ))
+            .args(args);
+        cmd
+    }
+
+    /// Runs kubectl and returns its output whatever the exit status.
+    pub fn kubectl_output(&self, args: &[&str], stdin: Option<&str>) -> Result<Output> {
+        let mut cmd = self.kubectl_cmd(args);
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = cmd.spawn().context("running kubectl")?;
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .context("stdin")?
+                .write_all(input.as_bytes())?;
+        }
+        Ok(child.wait_with_output()?)
+    }
+
+    /// Runs kubectl, requiring success; returns stdout.
+    pub fn kubectl(&self, args: &[&str]) -> Result<String> {
+        self.kubectl_stdin(args, None)
+    }
+
+    /// Runs kubectl with `input` on stdin, requiring success; returns stdout.
+    pub fn kubectl_stdin(&self, args: &[&str], input: Option<&str>) -> Result<String> {
+        let out = self.kubectl_output(args, input)?;
+        if !out.status.success() {
+            bail!(
+                "kubectl {} failed ({}):\nstdout: {}\nstderr: {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Runs kubectl expecting failure; returns stderr.
+    pub fn kubectl_fails(&self, args: &[&str]) -> Result<String> {
+        let out = self.kubectl_output(args, None)?;
+        if out.status.success() {
+            bail!(
+                "kubectl {} unexpectedly succeeded: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    /// A kube-rs client for this cluster.
+    pub async fn client(&self) -> Result<kube::Client> {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig)?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+        Ok(kube::Client::try_from(config)?)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Splits kubectl's table output into rows of whitespace-separated cells (header included).
+pub fn table(output: &str) -> Vec<Vec<String>> {
+    output
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().map(String::from).collect())
+        .collect()
+}
