@@ -34,17 +34,8 @@ fn version_and_discovery() -> anyhow::Result<()> {
         assert!(resources.contains(line), "{line} missing from\n{resources}");
     }
     let versions = c.kubectl(&["api-versions"])?;
-    for gv in [
-        "v1",
-        "apps/v1",
-        "batch/v1",
-        "coordination.k8s.io/v1",
-        "policy/v1",
-    ] {
-        assert!(
-            versions.lines().any(|l| l == gv),
-            "{gv} missing from\n{versions}"
-        );
+    for gv in ["v1", "apps/v1", "batch/v1", "coordination.k8s.io/v1", "policy/v1"] {
+        assert!(versions.lines().any(|l| l == gv), "{gv} missing from\n{versions}");
     }
     Ok(())
 }
@@ -76,21 +67,18 @@ fn system_namespaces_are_active() -> anyhow::Result<()> {
 fn apply_twice_merges_by_key() -> anyhow::Result<()> {
     let c = Cluster::start()?;
     assert_eq!(
-        c.kubectl_stdin(&["apply", "-f", "-"], Some(DEPLOYMENT))?
-            .trim(),
+        c.kubectl_stdin(&["apply", "-f", "-"], Some(DEPLOYMENT))?.trim(),
         "deployment.apps/web created"
     );
     assert_eq!(
-        c.kubectl_stdin(&["apply", "-f", "-"], Some(DEPLOYMENT))?
-            .trim(),
+        c.kubectl_stdin(&["apply", "-f", "-"], Some(DEPLOYMENT))?.trim(),
         "deployment.apps/web unchanged"
     );
     let changed = DEPLOYMENT
         .replace("nginx:1.27", "nginx:1.28")
         .replace(r#"{name: B, value: "2"}"#, r#"{name: C, value: "3"}"#);
     assert_eq!(
-        c.kubectl_stdin(&["apply", "-f", "-"], Some(&changed))?
-            .trim(),
+        c.kubectl_stdin(&["apply", "-f", "-"], Some(&changed))?.trim(),
         "deployment.apps/web configured"
     );
     let env = c.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[0].env[*].name} {.spec.template.spec.containers[0].image} {.metadata.generation}"])?;
@@ -123,8 +111,7 @@ fn create_reports_conflicts_and_invalid_objects() -> anyhow::Result<()> {
     assert!(!err.status.success());
     let stderr = String::from_utf8_lossy(&err.stderr);
     assert!(
-        stderr.contains("(AlreadyExists)")
-            && stderr.contains("deployments.apps \"web\" already exists"),
+        stderr.contains("(AlreadyExists)") && stderr.contains("deployments.apps \"web\" already exists"),
         "{stderr}"
     );
 
@@ -135,10 +122,7 @@ fn create_reports_conflicts_and_invalid_objects() -> anyhow::Result<()> {
         stderr.contains("is invalid") && stderr.contains("metadata.name"),
         "{stderr}"
     );
-    assert!(
-        stderr.contains("spec.containers[0].image: Required value"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("spec.containers[0].image: Required value"), "{stderr}");
 
     let unknown = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\nbogus: 1\n";
     let out = c.kubectl_output(&["create", "-f", "-"], Some(unknown))?;
@@ -167,21 +151,11 @@ fn get_output_formats_and_selectors() -> anyhow::Result<()> {
     }
     let rows = table(&c.kubectl(&["get", "cm", "-l", "tier=front"])?);
     assert_eq!(
-        rows.iter()
-            .skip(1)
-            .map(|r| r[0].as_str())
-            .collect::<Vec<_>>(),
+        rows.iter().skip(1).map(|r| r[0].as_str()).collect::<Vec<_>>(),
         ["a", "c"]
     );
     assert_eq!(rows[0], ["NAME", "DATA", "AGE"]);
-    let names = c.kubectl(&[
-        "get",
-        "cm",
-        "--field-selector",
-        "metadata.name=b",
-        "-o",
-        "name",
-    ])?;
+    let names = c.kubectl(&["get", "cm", "--field-selector", "metadata.name=b", "-o", "name"])?;
     assert_eq!(names.trim(), "configmap/b");
     let labels = c.kubectl(&["get", "cm", "a", "--show-labels"])?;
     assert!(labels.contains("tier=front"), "{labels}");
@@ -198,12 +172,8 @@ fn get_output_formats_and_selectors() -> anyhow::Result<()> {
         "custom-columns=N:.metadata.name,T:.metadata.labels.tier",
         "--no-headers",
     ])?;
-    assert_eq!(
-        table(&sorted),
-        [["b", "back"], ["a", "front"], ["c", "front"]]
-    );
-    let json: serde_json::Value =
-        serde_json::from_str(&c.kubectl(&["get", "cm", "a", "-o", "json"])?)?;
+    assert_eq!(table(&sorted), [["b", "back"], ["a", "front"], ["c", "front"]]);
+    let json: serde_json::Value = serde_json::from_str(&c.kubectl(&["get", "cm", "a", "-o", "json"])?)?;
     assert_eq!(json["data"]["k"], "v");
     assert!(json["metadata"]["uid"].is_string() && json["metadata"]["resourceVersion"].is_string());
     let yaml = c.kubectl(&["get", "cm", "a", "-o", "yaml"])?;
@@ -251,8 +221,7 @@ fn label_annotate_patch_scale_delete() -> anyhow::Result<()> {
         r#"[{"op":"replace","path":"/spec/revisionHistoryLimit","value":3}]"#,
     ])?;
     assert_eq!(
-        c.kubectl(&["scale", "deploy", "web", "--replicas=5"])?
-            .trim(),
+        c.kubectl(&["scale", "deploy", "web", "--replicas=5"])?.trim(),
         "deployment.apps/web scaled"
     );
     let got = c.kubectl(&[
@@ -263,31 +232,16 @@ fn label_annotate_patch_scale_delete() -> anyhow::Result<()> {
         "jsonpath={.metadata.labels.tier}|{.metadata.annotations.note}|{.metadata.annotations.merged}|{.spec.template.spec.containers[0].image}|{.spec.template.spec.containers[0].env[1].name}|{.spec.revisionHistoryLimit}|{.spec.replicas}",
     ])?;
     assert_eq!(got, "|hi|yes|nginx:2|B|3|5");
-    c.kubectl(&[
-        "scale",
-        "deploy",
-        "web",
-        "--current-replicas=5",
-        "--replicas=1",
-    ])?;
+    c.kubectl(&["scale", "deploy", "web", "--current-replicas=5", "--replicas=1"])?;
     assert!(
-        c.kubectl_fails(&[
-            "scale",
-            "deploy",
-            "web",
-            "--current-replicas=5",
-            "--replicas=2"
-        ])?
-        .contains("Expected replicas to be 5")
+        c.kubectl_fails(&["scale", "deploy", "web", "--current-replicas=5", "--replicas=2"])?
+            .contains("Expected replicas to be 5")
     );
     assert_eq!(
         c.kubectl(&["delete", "deploy", "web"])?.trim(),
         "deployment.apps \"web\" deleted"
     );
-    assert!(
-        c.kubectl_fails(&["get", "deploy", "web"])?
-            .contains("NotFound")
-    );
+    assert!(c.kubectl_fails(&["get", "deploy", "web"])?.contains("NotFound"));
     Ok(())
 }
 
@@ -306,17 +260,10 @@ fn dry_run_server_does_not_persist() -> anyhow::Result<()> {
 #[test]
 fn finalizers_hold_deletion() -> anyhow::Result<()> {
     let c = Cluster::start()?;
-    let cm =
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: held, finalizers: [example.com/hold]}\n";
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: held, finalizers: [example.com/hold]}\n";
     c.kubectl_stdin(&["create", "-f", "-"], Some(cm))?;
     c.kubectl(&["delete", "cm", "held", "--wait=false"])?;
-    let ts = c.kubectl(&[
-        "get",
-        "cm",
-        "held",
-        "-o",
-        "jsonpath={.metadata.deletionTimestamp}",
-    ])?;
+    let ts = c.kubectl(&["get", "cm", "held", "-o", "jsonpath={.metadata.deletionTimestamp}"])?;
     assert!(!ts.is_empty(), "deletionTimestamp should be set");
     c.kubectl(&[
         "patch",
@@ -326,9 +273,6 @@ fn finalizers_hold_deletion() -> anyhow::Result<()> {
         "-p",
         r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
     ])?;
-    assert!(
-        c.kubectl_fails(&["get", "cm", "held"])?
-            .contains("NotFound")
-    );
+    assert!(c.kubectl_fails(&["get", "cm", "held"])?.contains("NotFound"));
     Ok(())
 }

@@ -8,11 +8,7 @@ use clap::{Parser, Subcommand};
 
 /// Command line.
 #[derive(Parser)]
-#[command(
-    name = "kate",
-    version,
-    about = "A lightweight Kubernetes in one binary"
-)]
+#[command(name = "kate", version, about = "A lightweight Kubernetes in one binary")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -62,9 +58,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => server::run(args),
         Command::Kubeconfig { data_dir } => {
-            let path = data_dir
-                .unwrap_or_else(default_data_dir)
-                .join("kubeconfig.yaml");
+            let path = data_dir.unwrap_or_else(default_data_dir).join("kubeconfig.yaml");
             let text = std::fs::read_to_string(&path).map_err(|e| {
                 anyhow::anyhow!(
                     "reading {}: {e} (has `kate server` run with this data dir?)",

@@ -34,18 +34,11 @@ pub struct ServerArgs {
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("KATE_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("KATE_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
-    let data_dir = args
-        .data_dir
-        .clone()
-        .unwrap_or_else(crate::default_data_dir);
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let data_dir = args.data_dir.clone().unwrap_or_else(crate::default_data_dir);
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -56,16 +49,13 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(&data_dir.join("state.db")).context("opening the store")?);
         let history = Duration::from_secs(args.history_seconds);
-        kate_store::compactor::spawn_compactor(
-            store.clone(),
-            history,
-            (history / 5).max(Duration::from_secs(1)),
-        );
+        kate_store::compactor::spawn_compactor(store.clone(), history, (history / 5).max(Duration::from_secs(1)));
         let config = kate_apiserver::Config {
             data_dir: data_dir.clone(),
             bind_address: args.bind_address,
             port: args.https_port,
             extra_sans: args.tls_san.clone(),
+            history,
         };
         let server = kate_apiserver::Server::start(&config, store, &progress)
             .await

@@ -43,6 +43,11 @@ impl Cluster {
 
     /// Starts a server with an existing data directory (to test restarts).
     pub fn start_in(dir: tempfile::TempDir) -> Result<Cluster> {
+        Cluster::start_with(dir, &[])
+    }
+
+    /// Starts a server in `dir` with extra `kate server` arguments.
+    pub fn start_with(dir: tempfile::TempDir, extra: &[&str]) -> Result<Cluster> {
         let bin = kate_bin();
         if !bin.exists() {
             bail!(
@@ -53,6 +58,7 @@ impl Cluster {
         let mut child = Command::new(&bin)
             .args(["server", "--https-port", "0", "--data-dir"])
             .arg(dir.path())
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -116,20 +122,12 @@ impl Cluster {
     /// Runs kubectl and returns its output whatever the exit status.
     pub fn kubectl_output(&self, args: &[&str], stdin: Option<&str>) -> Result<Output> {
         let mut cmd = self.kubectl_cmd(args);
-        cmd.stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().context("running kubectl")?;
         if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .context("stdin")?
-                .write_all(input.as_bytes())?;
+            child.stdin.take().context("stdin")?.write_all(input.as_bytes())?;
         }
         Ok(child.wait_with_output()?)
     }

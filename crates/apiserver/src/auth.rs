@@ -22,12 +22,7 @@ pub struct PeerCertificate(pub Option<User>);
 pub fn user_from_certificate(der: &[u8]) -> Option<User> {
     let (_, cert) = X509Certificate::from_der(der).ok()?;
     let subject = cert.subject();
-    let name = subject
-        .iter_common_name()
-        .next()?
-        .as_str()
-        .ok()?
-        .to_string();
+    let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
     let groups = subject
         .iter_organization()
         .filter_map(|o| o.as_str().ok())
@@ -49,12 +44,10 @@ impl Tokens {
 
     /// The user a bearer token authenticates, if it is valid.
     pub fn authenticate(&self, token: &str) -> Option<User> {
-        (!token.is_empty() && constant_time_eq(token.as_bytes(), self.admin.as_bytes())).then(
-            || User {
-                name: ADMIN_USER.into(),
-                groups: vec![MASTERS_GROUP.into(), "system:authenticated".into()],
-            },
-        )
+        (!token.is_empty() && constant_time_eq(token.as_bytes(), self.admin.as_bytes())).then(|| User {
+            name: ADMIN_USER.into(),
+            groups: vec![MASTERS_GROUP.into(), "system:authenticated".into()],
+        })
     }
 }
 
@@ -65,10 +58,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Paths anyone may read without credentials, as upstream's default `system:public-info-viewer`.
 pub fn is_public(path: &str) -> bool {
-    matches!(
-        path,
-        "/version" | "/version/" | "/healthz" | "/livez" | "/readyz"
-    ) || path.starts_with("/healthz/")
+    matches!(path, "/version" | "/version/" | "/healthz" | "/livez" | "/readyz")
+        || path.starts_with("/healthz/")
         || path.starts_with("/livez/")
         || path.starts_with("/readyz/")
 }
@@ -90,10 +81,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pki = crate::pki::Pki::load_or_create(dir.path(), &[]).unwrap();
         let (cert_pem, _) = pki.issue_client_cert("alice", &["dev", "ops"]).unwrap();
-        let der = rustls_pemfile::certs(&mut cert_pem.as_bytes())
-            .next()
-            .unwrap()
-            .unwrap();
+        let der = rustls_pemfile::certs(&mut cert_pem.as_bytes()).next().unwrap().unwrap();
         let user = user_from_certificate(&der).unwrap();
         assert_eq!(
             user,

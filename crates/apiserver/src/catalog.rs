@@ -104,10 +104,7 @@ impl Catalog {
     /// The built-in Kubernetes resources.
     pub fn builtin() -> Catalog {
         Catalog {
-            resources: strategy::builtin_resources()
-                .into_iter()
-                .map(Arc::new)
-                .collect(),
+            resources: strategy::builtin_resources().into_iter().map(Arc::new).collect(),
         }
     }
 
@@ -127,10 +124,7 @@ impl Catalog {
     pub fn group_versions(&self) -> Vec<(&'static str, &'static str, Vec<&Arc<ResourceDef>>)> {
         let mut out: Vec<(&'static str, &'static str, Vec<&Arc<ResourceDef>>)> = Vec::new();
         for r in &self.resources {
-            match out
-                .iter_mut()
-                .find(|(g, v, _)| *g == r.group && *v == r.version)
-            {
+            match out.iter_mut().find(|(g, v, _)| *g == r.group && *v == r.version) {
                 Some((_, _, list)) => list.push(r),
                 None => out.push((r.group, r.version, vec![r])),
             }
@@ -147,15 +141,9 @@ mod tests {
     fn keys_follow_upstream_layout() {
         let c = Catalog::builtin();
         let deploy = c.find("apps", "v1", "deployments").unwrap();
-        assert_eq!(
-            deploy.key(Some("default"), "web"),
-            "/registry/deployments/default/web"
-        );
+        assert_eq!(deploy.key(Some("default"), "web"), "/registry/deployments/default/web");
         let lease = c.find("coordination.k8s.io", "v1", "leases").unwrap();
-        assert_eq!(
-            lease.prefix_in(None),
-            "/registry/coordination.k8s.io/leases/"
-        );
+        assert_eq!(lease.prefix_in(None), "/registry/coordination.k8s.io/leases/");
         let ns = c.find("", "v1", "namespaces").unwrap();
         assert_eq!(
             ns.key(Some("ignored"), "kube-system"),

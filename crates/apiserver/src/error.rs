@@ -52,10 +52,7 @@ impl Cause {
         let list: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();
         Cause {
             reason: "FieldValueNotSupported",
-            message: format!(
-                "Unsupported value: {value}: supported values: {}",
-                list.join(", ")
-            ),
+            message: format!("Unsupported value: {value}: supported values: {}", list.join(", ")),
             field: field.into(),
         }
     }
@@ -97,11 +94,7 @@ impl ApiError {
 
     /// 404 for a path the server does not serve.
     pub fn no_route() -> ApiError {
-        ApiError::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        )
+        ApiError::new(404, "NotFound", "the server could not find the requested resource")
     }
 
     /// 409 on creating an object that exists.
@@ -131,20 +124,13 @@ impl ApiError {
 
     /// 422 with field causes; the message follows upstream's `Kind "name" is invalid: …` form.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> ApiError {
-        let listed: Vec<String> = causes
-            .iter()
-            .map(|c| format!("{}: {}", c.field, c.message))
-            .collect();
+        let listed: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
         let summary = if listed.len() == 1 {
             listed[0].clone()
         } else {
             format!("[{}]", listed.join(", "))
         };
-        let mut e = ApiError::new(
-            422,
-            "Invalid",
-            format!("{kind} \"{name}\" is invalid: {summary}"),
-        );
+        let mut e = ApiError::new(422, "Invalid", format!("{kind} \"{name}\" is invalid: {summary}"));
         let causes: Vec<Value> = causes
             .iter()
             .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
@@ -206,11 +192,7 @@ impl ApiError {
 
     /// 500.
     pub fn internal(message: impl std::fmt::Display) -> ApiError {
-        ApiError::new(
-            500,
-            "InternalError",
-            format!("Internal error occurred: {message}"),
-        )
+        ApiError::new(500, "InternalError", format!("Internal error occurred: {message}"))
     }
 
     /// 503.
@@ -255,13 +237,9 @@ impl IntoResponse for ApiError {
 impl From<kate_store::Error> for ApiError {
     fn from(e: kate_store::Error) -> ApiError {
         match e {
-            kate_store::Error::Compacted {
-                requested,
-                compacted,
-            } => ApiError::gone(format!(
-                "too old resource version: {requested} ({})",
-                compacted + 1
-            )),
+            kate_store::Error::Compacted { requested, compacted } => {
+                ApiError::gone(format!("too old resource version: {requested} ({})", compacted + 1))
+            }
             kate_store::Error::FutureRevision { requested, current } => ApiError::new(
                 504,
                 "Timeout",
@@ -303,19 +281,11 @@ mod tests {
 
     #[test]
     fn invalid_lists_causes() {
-        let e = ApiError::invalid(
-            "",
-            "Pod",
-            "x",
-            vec![Cause::required("spec.containers[0].image")],
-        );
+        let e = ApiError::invalid("", "Pod", "x", vec![Cause::required("spec.containers[0].image")]);
         assert_eq!(
             e.message,
             "Pod \"x\" is invalid: spec.containers[0].image: Required value"
         );
-        assert_eq!(
-            e.status()["details"]["causes"][0]["reason"],
-            "FieldValueRequired"
-        );
+        assert_eq!(e.status()["details"]["causes"][0]["reason"], "FieldValueRequired");
     }
 }

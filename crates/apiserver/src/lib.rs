@@ -40,6 +40,8 @@ pub struct Config {
     pub port: u16,
     /// Extra names and addresses for the serving certificate.
     pub extra_sans: Vec<String>,
+    /// How long watch history is kept (the store's compaction window).
+    pub history: std::time::Duration,
 }
 
 /// Errors that stop the server from starting.
@@ -84,19 +86,14 @@ pub struct Server {
 }
 
 /// The namespaces every cluster has.
-pub const SYSTEM_NAMESPACES: [&str; 4] =
-    ["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
 
 impl Server {
     /// Opens the state in `config.data_dir`, prepares TLS and binds the port; `progress` hears
     /// about each step.
-    pub async fn start(
-        config: &Config,
-        store: Arc<dyn Store>,
-        progress: &dyn Fn(&str),
-    ) -> Result<Server, StartError> {
+    pub async fn start(config: &Config, store: Arc<dyn Store>, progress: &dyn Fn(&str)) -> Result<Server, StartError> {
         progress("loading the watch cache");
-        let cache = watchcache::WatchCache::start(store.clone()).await?;
+        let cache = watchcache::WatchCache::start(store.clone(), config.history).await?;
         let catalog = Arc::new(Catalog::builtin());
         let openapi = Arc::new(OpenApi::new(api_resources(&catalog)));
         let registry = Arc::new(Registry::new(store, cache, catalog, openapi));
@@ -115,8 +112,7 @@ impl Server {
         let mut sans = config.extra_sans.clone();
         sans.push(host.clone());
         let pki = pki::Pki::load_or_create(&config.data_dir.join("pki"), &sans)?;
-        let acceptor =
-            serve::acceptor(&pki.ca_cert_pem, &pki.server_cert_pem, &pki.server_key_pem)?;
+        let acceptor = serve::acceptor(&pki.ca_cert_pem, &pki.server_cert_pem, &pki.server_key_pem)?;
         let client_host = if config.bind_address.is_unspecified() {
             "127.0.0.1".to_string()
         } else {
@@ -191,10 +187,7 @@ async fn bootstrap(registry: &Registry) -> Result<(), error::ApiError> {
             continue;
         }
         let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-        match registry
-            .create(&def, None, ns, &WriteOptions::default())
-            .await
-        {
+        match registry.create(&def, None, ns, &WriteOptions::default()).await {
             Ok(_) => {}
             Err(e) if e.code == 409 => {}
             Err(e) => return Err(e),

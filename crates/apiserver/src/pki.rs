@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
 };
 
 /// Errors while creating or loading certificates.
@@ -55,10 +55,7 @@ impl Pki {
         let ca_key_path = dir.join("ca.key");
         let ca_cert_path = dir.join("ca.crt");
         let (ca_key, ca_cert_pem) = if ca_key_path.exists() && ca_cert_path.exists() {
-            (
-                KeyPair::from_pem(&read(&ca_key_path)?)?,
-                read(&ca_cert_path)?,
-            )
+            (KeyPair::from_pem(&read(&ca_key_path)?)?, read(&ca_cert_path)?)
         } else {
             let key = KeyPair::generate()?;
             let mut params = CertificateParams::new(Vec::<String>::new())?;
@@ -104,11 +101,7 @@ impl Pki {
     }
 
     /// Issues a client certificate for `user` in `groups`, signed by the cluster CA.
-    pub fn issue_client_cert(
-        &self,
-        user: &str,
-        groups: &[&str],
-    ) -> Result<(String, String), PkiError> {
+    pub fn issue_client_cert(&self, user: &str, groups: &[&str]) -> Result<(String, String), PkiError> {
         let issuer = Issuer::from_ca_cert_pem(&self.ca_cert_pem, &self.ca_key)?;
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
@@ -132,10 +125,7 @@ impl Pki {
             write_private(&key_path, &key)?;
             (cert, key)
         };
-        write_private(
-            path,
-            &kubeconfig(server_url, &self.ca_cert_pem, &cert, &key),
-        )
+        write_private(path, &kubeconfig(server_url, &self.ca_cert_pem, &cert, &key))
     }
 }
 
@@ -242,8 +232,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki::load_or_create(dir.path(), &[]).unwrap();
         let path = dir.path().join("kubeconfig.yaml");
-        pki.write_admin_kubeconfig(&path, "https://127.0.0.1:6443")
-            .unwrap();
+        pki.write_admin_kubeconfig(&path, "https://127.0.0.1:6443").unwrap();
         let text = fs::read_to_string(&path).unwrap();
         assert!(text.contains("server: https://127.0.0.1:6443"));
         assert!(text.contains("client-key-data: "));

@@ -137,11 +137,8 @@ impl FieldSelector {
                 )));
             };
             let field = field.trim();
-            if !matches!(field, "metadata.name" | "metadata.namespace") && !allowed.contains(&field)
-            {
-                return Err(ApiError::bad_request(format!(
-                    "field label not supported: {field}"
-                )));
+            if !matches!(field, "metadata.name" | "metadata.namespace") && !allowed.contains(&field) {
+                return Err(ApiError::bad_request(format!("field label not supported: {field}")));
             }
             terms.push((field.to_string(), equal, value.trim().to_string()));
         }
@@ -195,9 +192,7 @@ mod tests {
         assert!(m(""));
         assert!(
             LabelSelector::parse("a in (x").is_err()
-                || !LabelSelector::parse("a in (x")
-                    .unwrap()
-                    .matches(Some(&labels))
+                || !LabelSelector::parse("a in (x").unwrap().matches(Some(&labels))
         );
     }
 
@@ -205,8 +200,7 @@ mod tests {
     fn field_selectors() {
         let pod = json!({"metadata": {"name": "p1", "namespace": "default"}, "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}});
         let allowed = ["spec.nodeName", "status.phase"];
-        let sel =
-            FieldSelector::parse("spec.nodeName=n1,status.phase!=Succeeded", &allowed).unwrap();
+        let sel = FieldSelector::parse("spec.nodeName=n1,status.phase!=Succeeded", &allowed).unwrap();
         assert!(sel.matches(&pod));
         assert!(
             !FieldSelector::parse("metadata.name=p2", &allowed)
@@ -214,16 +208,9 @@ mod tests {
                 .matches(&pod)
         );
         assert_eq!(
-            FieldSelector::parse("metadata.name=p1", &[])
-                .unwrap()
-                .pinned_name(),
+            FieldSelector::parse("metadata.name=p1", &[]).unwrap().pinned_name(),
             Some("p1")
         );
-        assert_eq!(
-            FieldSelector::parse("spec.bogus=1", &allowed)
-                .unwrap_err()
-                .code,
-            400
-        );
+        assert_eq!(FieldSelector::parse("spec.bogus=1", &allowed).unwrap_err().code, 400);
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use kate_store::{EventKind, RangeRequest, Revision, Store, WatchEvent};
 use serde_json::Value;
@@ -27,6 +28,8 @@ pub struct Event {
     pub object: Arc<Value>,
     /// The object before the change, for updates and deletes.
     pub prev: Option<Arc<Value>>,
+    /// When the cache received the change (history older than the retention is dropped).
+    pub received: Instant,
 }
 
 #[derive(Default)]
@@ -42,6 +45,7 @@ struct State {
 /// The cache. Cheap to share behind an `Arc`.
 pub struct WatchCache {
     state: RwLock<State>,
+    retention: Duration,
     live: broadcast::Sender<Arc<Event>>,
     progress: watch::Sender<Revision>,
 }
@@ -66,17 +70,15 @@ pub enum CacheError {
 pub fn decode(value: &[u8], revision: Revision) -> Value {
     let mut obj: Value = serde_json::from_slice(value).unwrap_or(Value::Null);
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.insert(
-            "resourceVersion".into(),
-            Value::String(revision.to_string()),
-        );
+        meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
     }
     obj
 }
 
 impl WatchCache {
-    /// Loads every object and starts following the store.
-    pub async fn start(store: Arc<dyn Store>) -> Result<Arc<WatchCache>, CacheError> {
+    /// Loads every object and starts following the store, keeping events for `retention`
+    /// (the store's history window, so both answer "too old" for the same revisions).
+    pub async fn start(store: Arc<dyn Store>, retention: Duration) -> Result<Arc<WatchCache>, CacheError> {
         let mut state = State::default();
         let mut req = RangeRequest {
             prefix: REGISTRY_PREFIX.into(),
@@ -103,6 +105,7 @@ impl WatchCache {
         let (progress, _) = watch::channel(state.revision);
         let cache = Arc::new(WatchCache {
             state: RwLock::new(state),
+            retention,
             live,
             progress,
         });
@@ -123,6 +126,7 @@ impl WatchCache {
 
     fn apply(&self, batch: Vec<WatchEvent>) {
         let mut fresh = Vec::with_capacity(batch.len());
+        let received = Instant::now();
         let newest = {
             let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
             for ev in batch {
@@ -138,15 +142,18 @@ impl WatchCache {
                     revision,
                     object,
                     prev,
+                    received,
                 });
                 state.events.push_back(event.clone());
-                if state.events.len() > HISTORY {
-                    if let Some(dropped) = state.events.pop_front() {
-                        state.oldest = dropped.revision;
-                    }
-                }
                 state.revision = state.revision.max(revision);
                 fresh.push(event);
+            }
+            while let Some(front) = state.events.front() {
+                if state.events.len() <= HISTORY && received.duration_since(front.received) <= self.retention {
+                    break;
+                }
+                state.oldest = front.revision;
+                state.events.pop_front();
             }
             state.revision
         };
@@ -210,10 +217,7 @@ impl WatchCache {
     }
 
     /// The current objects under `prefix` as synthetic creations (a watch from revision 0).
-    pub fn snapshot(
-        &self,
-        prefix: &str,
-    ) -> (Vec<Arc<Event>>, Revision, broadcast::Receiver<Arc<Event>>) {
+    pub fn snapshot(&self, prefix: &str) -> (Vec<Arc<Event>>, Revision, broadcast::Receiver<Arc<Event>>) {
         let rx = self.live.subscribe();
         let state = self.read();
         let events = state
@@ -232,6 +236,7 @@ impl WatchCache {
                     revision,
                     object: v.clone(),
                     prev: None,
+                    received: Instant::now(),
                 })
             })
             .collect();

@@ -3,9 +3,8 @@
 //!
 //! k8s-openapi's schemas carry descriptions but none of these extensions, yet kubectl computes
 //! client-side apply patches from them and kate's own strategic merge patch and server-side apply
-//! must agree with what kubectl computed. The table holds upstream Kubernetes 1.33 facts (taken from
-//! its published OpenAPI definitions and the Go struct tags behind them) for every GA definition that
-//! has any.
+//! must agree with what kubectl computed. The table holds upstream Kubernetes 1.33's facts, as its
+//! published API definitions state them, for every GA definition that has any.
 
 use serde_json::{Map, Value};
 

@@ -10,6 +10,8 @@
 //! Documents are keyed by group-version, so custom resources can later get documents of their own;
 //! until their CRD schemas are wired in, kinds that are not compiled in get an open schema.
 
+#![warn(missing_docs)]
+
 mod facts;
 mod kinds;
 mod paths;
@@ -357,6 +359,13 @@ mod tests {
     fn parsed(api: &OpenApi, key: &str) -> Value {
         let doc = api.document(key).expect("document exists");
         serde_json::from_slice(&doc.json).expect("document is JSON")
+    }
+
+    #[test]
+    fn shareable_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<OpenApi>();
+        assert_send_sync::<SchemaRef>();
     }
 
     #[test]

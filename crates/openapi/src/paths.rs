@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 
 use crate::schemas::{self, Catalog, KindInfo, REF_PREFIX};
 use crate::{ApiResource, Document};
+use params::{DELETE, DELETE_COLLECTION, LIST, PATCH, PRETTY, WRITE};
 
 /// The resources of one group-version, which share one document.
 pub(crate) struct GroupVersion {
@@ -49,7 +50,9 @@ pub(crate) fn document(gv: &GroupVersion, catalog: Catalog) -> Document {
         "paths": paths,
         "components": {"schemas": schemas},
     });
-    let json = serde_json::to_vec(&doc).expect("a serde_json::Value always serializes");
+    let mut json = serde_json::to_vec(&doc).expect("a serde_json::Value always serializes");
+    // Documents stay cached for the server's lifetime; drop the growth slack.
+    json.shrink_to_fit();
     let hash = fnv1a(&json);
     Document { json, hash }
 }
@@ -280,131 +283,45 @@ fn query(&(name, ty, description): &Param) -> Value {
 /// A query parameter: name, schema type, description.
 type Param = (&'static str, &'static str, &'static str);
 
-const PRETTY: Param = (
-    "pretty",
-    "string",
-    "If 'true', the output is pretty-printed.",
-);
-const DRY_RUN: Param = (
-    "dryRun",
-    "string",
-    "When 'All', the request is validated but not persisted.",
-);
-const FIELD_MANAGER: Param = (
-    "fieldManager",
-    "string",
-    "Name of the actor making the change, recorded in managedFields.",
-);
-const FIELD_VALIDATION: Param = (
-    "fieldValidation",
-    "string",
-    "How to treat unknown or duplicate fields in the body: Ignore, Warn or Strict.",
-);
-const FORCE: Param = (
-    "force",
-    "boolean",
-    "For apply patches: take ownership of fields other managers own.",
-);
-const LABEL_SELECTOR: Param = (
-    "labelSelector",
-    "string",
-    "Only objects whose labels match this selector.",
-);
-const FIELD_SELECTOR: Param = (
-    "fieldSelector",
-    "string",
-    "Only objects whose fields match this selector.",
-);
-const LIMIT: Param = (
-    "limit",
-    "integer",
-    "At most this many items; the rest come with the returned continue token.",
-);
-const CONTINUE: Param = (
-    "continue",
-    "string",
-    "Token from a previous limited list, to fetch the next page.",
-);
-const RESOURCE_VERSION: Param = (
-    "resourceVersion",
-    "string",
-    "Resource version the result must be at least as new as (or exactly, see resourceVersionMatch).",
-);
-const RESOURCE_VERSION_MATCH: Param = (
-    "resourceVersionMatch",
-    "string",
-    "How resourceVersion applies: Exact or NotOlderThan.",
-);
-const WATCH: Param = (
-    "watch",
-    "boolean",
-    "Stream changes instead of returning a list.",
-);
-const ALLOW_WATCH_BOOKMARKS: Param = (
-    "allowWatchBookmarks",
-    "boolean",
-    "Ask for BOOKMARK events during a watch.",
-);
-const SEND_INITIAL_EVENTS: Param = (
-    "sendInitialEvents",
-    "boolean",
-    "With watch: start with synthetic events for the current state.",
-);
-const TIMEOUT_SECONDS: Param = (
-    "timeoutSeconds",
-    "integer",
-    "End the list or watch call after this many seconds.",
-);
-const GRACE_PERIOD_SECONDS: Param = (
-    "gracePeriodSeconds",
-    "integer",
-    "Seconds before the object is deleted; 0 deletes at once.",
-);
-const ORPHAN_DEPENDENTS: Param = (
-    "orphanDependents",
-    "boolean",
-    "Deprecated: use propagationPolicy.",
-);
-const PROPAGATION_POLICY: Param = (
-    "propagationPolicy",
-    "string",
-    "How dependents are garbage collected: Orphan, Background or Foreground.",
-);
+/// The query parameters of each operation kind, as upstream declares them (descriptions are ours).
+#[rustfmt::skip]
+mod params {
+    use super::Param;
 
-const WRITE: &[Param] = &[DRY_RUN, FIELD_MANAGER, FIELD_VALIDATION];
-const PATCH: &[Param] = &[DRY_RUN, FIELD_MANAGER, FIELD_VALIDATION, FORCE];
-const DELETE: &[Param] = &[
-    DRY_RUN,
-    GRACE_PERIOD_SECONDS,
-    ORPHAN_DEPENDENTS,
-    PROPAGATION_POLICY,
-];
-const LIST: &[Param] = &[
-    ALLOW_WATCH_BOOKMARKS,
-    CONTINUE,
-    FIELD_SELECTOR,
-    LABEL_SELECTOR,
-    LIMIT,
-    RESOURCE_VERSION,
-    RESOURCE_VERSION_MATCH,
-    SEND_INITIAL_EVENTS,
-    TIMEOUT_SECONDS,
-    WATCH,
-];
-const DELETE_COLLECTION: &[Param] = &[
-    CONTINUE,
-    DRY_RUN,
-    FIELD_SELECTOR,
-    GRACE_PERIOD_SECONDS,
-    LABEL_SELECTOR,
-    LIMIT,
-    ORPHAN_DEPENDENTS,
-    PROPAGATION_POLICY,
-    RESOURCE_VERSION,
-    RESOURCE_VERSION_MATCH,
-    SEND_INITIAL_EVENTS,
-    TIMEOUT_SECONDS,
-];
+    pub(super) const PRETTY: Param = ("pretty", "string", "If 'true', the output is pretty-printed.");
+    pub(super) const DRY_RUN: Param = ("dryRun", "string", "When 'All', the request is validated but not persisted.");
+    pub(super) const FIELD_MANAGER: Param = ("fieldManager", "string", "Name of the actor making the change, recorded in managedFields.");
+    pub(super) const FIELD_VALIDATION: Param = ("fieldValidation", "string", "How to treat unknown or duplicate fields in the body: Ignore, Warn or Strict.");
+    pub(super) const FORCE: Param = ("force", "boolean", "For apply patches: take ownership of fields other managers own.");
+    pub(super) const LABEL_SELECTOR: Param = ("labelSelector", "string", "Only objects whose labels match this selector.");
+    pub(super) const FIELD_SELECTOR: Param = ("fieldSelector", "string", "Only objects whose fields match this selector.");
+    pub(super) const LIMIT: Param = ("limit", "integer", "At most this many items; the rest come with the returned continue token.");
+    pub(super) const CONTINUE: Param = ("continue", "string", "Token from a previous limited list, to fetch the next page.");
+    pub(super) const RESOURCE_VERSION: Param = ("resourceVersion", "string", "Resource version the result must be at least as new as (or exactly, see resourceVersionMatch).");
+    pub(super) const RESOURCE_VERSION_MATCH: Param = ("resourceVersionMatch", "string", "How resourceVersion applies: Exact or NotOlderThan.");
+    pub(super) const WATCH: Param = ("watch", "boolean", "Stream changes instead of returning a list.");
+    pub(super) const ALLOW_WATCH_BOOKMARKS: Param = ("allowWatchBookmarks", "boolean", "Ask for BOOKMARK events during a watch.");
+    pub(super) const SEND_INITIAL_EVENTS: Param = ("sendInitialEvents", "boolean", "With watch: start with synthetic events for the current state.");
+    pub(super) const TIMEOUT_SECONDS: Param = ("timeoutSeconds", "integer", "End the list or watch call after this many seconds.");
+    pub(super) const GRACE_PERIOD_SECONDS: Param = ("gracePeriodSeconds", "integer", "Seconds before the object is deleted; 0 deletes at once.");
+    pub(super) const ORPHAN_DEPENDENTS: Param = ("orphanDependents", "boolean", "Deprecated: use propagationPolicy.");
+    pub(super) const PROPAGATION_POLICY: Param = ("propagationPolicy", "string", "How dependents are garbage collected: Orphan, Background or Foreground.");
+
+    pub(super) const WRITE: &[Param] = &[DRY_RUN, FIELD_MANAGER, FIELD_VALIDATION];
+    pub(super) const PATCH: &[Param] = &[DRY_RUN, FIELD_MANAGER, FIELD_VALIDATION, FORCE];
+    pub(super) const DELETE: &[Param] = &[
+        DRY_RUN, GRACE_PERIOD_SECONDS, ORPHAN_DEPENDENTS, PROPAGATION_POLICY,
+    ];
+    pub(super) const LIST: &[Param] = &[
+        ALLOW_WATCH_BOOKMARKS, CONTINUE, FIELD_SELECTOR, LABEL_SELECTOR, LIMIT, RESOURCE_VERSION,
+        RESOURCE_VERSION_MATCH, SEND_INITIAL_EVENTS, TIMEOUT_SECONDS, WATCH,
+    ];
+    pub(super) const DELETE_COLLECTION: &[Param] = &[
+        CONTINUE, DRY_RUN, FIELD_SELECTOR, GRACE_PERIOD_SECONDS, LABEL_SELECTOR, LIMIT,
+        ORPHAN_DEPENDENTS, PROPAGATION_POLICY, RESOURCE_VERSION, RESOURCE_VERSION_MATCH,
+        SEND_INITIAL_EVENTS, TIMEOUT_SECONDS,
+    ];
+}
 
 /// Upstream's operation-id infix: `rbac.authorization.k8s.io`, `v1` → `RbacAuthorizationV1`.
 fn ident(group: &str, version: &str) -> String {

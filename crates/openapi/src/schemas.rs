@@ -13,6 +13,7 @@ use crate::{ApiResource, facts, kinds};
 /// Where every `$ref` of a published document points.
 pub(crate) const REF_PREFIX: &str = "#/components/schemas/";
 
+// Definition names that paths and generated schemas refer to directly.
 pub(crate) const STATUS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Status";
 pub(crate) const DELETE_OPTIONS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions";
 pub(crate) const PATCH: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Patch";
@@ -190,8 +191,8 @@ fn upstream_scalars(defs: &mut Map<String, Value>) {
     }
 }
 
-/// k8s-openapi marks `metadata` required because its Rust field is not optional; upstream never
-/// requires it, and kubectl would otherwise flag manifests without metadata.
+/// k8s-openapi marks `metadata` required because its Rust field is not optional; upstream requires
+/// it of no kind but core/v1 Event, which the facts table restores.
 fn drop_required_metadata(schema: &mut Map<String, Value>) {
     let Some(Value::Array(required)) = schema.get_mut("required") else {
         return;
@@ -319,6 +320,27 @@ mod tests {
         let props = &catalog.defs["io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps"]
             ["properties"];
         assert_eq!(props["$ref"]["type"], "string");
+    }
+
+    #[test]
+    fn lean_catalog_drops_descriptions_but_not_properties_named_description() {
+        let priority = crate::testing::resource(
+            "scheduling.k8s.io",
+            "v1",
+            "PriorityClass",
+            "priorityclasses",
+            false,
+            &[],
+        );
+        let catalog = Catalog::build([&priority], Descriptions::Drop);
+        let schema = &catalog.defs["io.k8s.api.scheduling.v1.PriorityClass"];
+        assert!(schema.get("description").is_none());
+        assert_eq!(
+            schema["properties"]["description"],
+            json!({"type": "string"})
+        );
+        let meta = &catalog.defs[OBJECT_META]["properties"]["ownerReferences"];
+        assert_eq!(meta["x-kubernetes-patch-merge-key"], "uid");
     }
 
     #[test]

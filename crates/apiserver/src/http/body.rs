@@ -15,24 +15,16 @@ pub fn media_type(headers: &HeaderMap) -> String {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|ct| {
-            ct.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
+        .map(|ct| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
         .filter(|ct| !ct.is_empty())
         .unwrap_or_else(|| "application/json".into())
 }
 
 /// Reads the whole body, refusing more than [`MAX_BODY`] bytes with 413.
 pub async fn read(body: Body) -> Result<bytes::Bytes, ApiError> {
-    axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
-        ApiError::too_large(format!(
-            "the request body exceeds the limit of {MAX_BODY} bytes"
-        ))
-    })
+    axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| ApiError::too_large(format!("the request body exceeds the limit of {MAX_BODY} bytes")))
 }
 
 /// Decodes a JSON or YAML document into a value.
@@ -45,8 +37,7 @@ pub fn decode(media_type: &str, bytes: &[u8]) -> Result<Value, ApiError> {
         | "application/apply-patch+json" => serde_json::from_slice(bytes)
             .map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}"))),
         "application/yaml" | "application/apply-patch+yaml" => {
-            let text = std::str::from_utf8(bytes)
-                .map_err(|_| ApiError::bad_request("the YAML body is not UTF-8"))?;
+            let text = std::str::from_utf8(bytes).map_err(|_| ApiError::bad_request("the YAML body is not UTF-8"))?;
             serde_saphyr::from_str::<Value>(text)
                 .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
         }

@@ -12,8 +12,7 @@ use crate::catalog::{Catalog, ResourceDef, Subresource};
 use crate::error::ApiError;
 
 const AGGREGATED_V2: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
-const AGGREGATED_V2BETA1: &str =
-    "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList";
+const AGGREGATED_V2BETA1: &str = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList";
 
 const VERBS: [&str; 8] = [
     "create",
@@ -28,10 +27,7 @@ const VERBS: [&str; 8] = [
 
 /// Which aggregated version the client accepts, if any (it decides the response format).
 fn wants_aggregated(headers: &HeaderMap) -> Option<&'static str> {
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     let offers = |v: &str| {
         accept
             .split(',')
@@ -204,16 +200,11 @@ fn resource_list(catalog: &Catalog, group: &str, version: &str) -> Option<Value>
     } else {
         format!("{group}/{version}")
     };
-    Some(
-        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
-    )
+    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
 }
 
 /// `GET /api/{version}`.
-pub async fn core_version(
-    State(state): State<Arc<AppState>>,
-    Path(version): Path<String>,
-) -> Response {
+pub async fn core_version(State(state): State<Arc<AppState>>, Path(version): Path<String>) -> Response {
     match resource_list(&state.registry.catalog, "", &version) {
         Some(body) => json_response(StatusCode::OK, &body),
         None => ApiError::no_route().into_response(),

@@ -46,23 +46,14 @@ impl Include {
 
 /// Picks the output format from Accept, refusing media types we cannot produce.
 pub fn negotiate(headers: &HeaderMap) -> Result<Format, ApiError> {
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     let mut json_ok = accept.trim().is_empty();
     for offer in accept.split(',').map(str::trim) {
         let media = offer.split(';').next().unwrap_or("").trim();
-        if media == "application/json"
-            && offer.contains("as=Table")
-            && offer.contains("g=meta.k8s.io")
-        {
+        if media == "application/json" && offer.contains("as=Table") && offer.contains("g=meta.k8s.io") {
             return Ok(Format::Table);
         }
-        if matches!(
-            media,
-            "application/json" | "*/*" | "application/*" | "application/yaml"
-        ) && !offer.contains("as=")
+        if matches!(media, "application/json" | "*/*" | "application/*" | "application/yaml") && !offer.contains("as=")
         {
             json_ok = true;
         }
@@ -78,11 +69,7 @@ pub fn negotiate(headers: &HeaderMap) -> Result<Format, ApiError> {
 
 /// A JSON response with `Warning` headers.
 pub fn object_response(code: StatusCode, obj: &Value, warnings: &[String]) -> Response {
-    let mut resp = bytes_response(
-        code,
-        "application/json",
-        serde_json::to_vec(obj).unwrap_or_default(),
-    );
+    let mut resp = bytes_response(code, "application/json", serde_json::to_vec(obj).unwrap_or_default());
     for w in warnings {
         let text = format!("299 - {}", serde_json::to_string(w).unwrap_or_default());
         if let Ok(v) = HeaderValue::from_str(&text) {
@@ -148,22 +135,11 @@ pub fn table(def: &ResourceDef, rows: Vec<Value>, metadata: Value, headers: bool
 }
 
 /// A list rendered in the requested format.
-pub fn list_response(
-    def: &ResourceDef,
-    result: &ListResult,
-    format: Format,
-    include: Include,
-) -> Response {
+pub fn list_response(def: &ResourceDef, result: &ListResult, format: Format, include: Include) -> Response {
     match format {
-        Format::Object => {
-            bytes_response(StatusCode::OK, "application/json", list_bytes(def, result))
-        }
+        Format::Object => bytes_response(StatusCode::OK, "application/json", list_bytes(def, result)),
         Format::Table => {
-            let rows = result
-                .items
-                .iter()
-                .map(|o| table_row(def, o, include))
-                .collect();
+            let rows = result.items.iter().map(|o| table_row(def, o, include)).collect();
             let body = table(def, rows, list_metadata(result), true);
             bytes_response(
                 StatusCode::OK,
@@ -186,10 +162,7 @@ pub fn single_response(
     match format {
         Format::Object => object_response(code, obj, warnings),
         Format::Table => {
-            let rv = obj
-                .pointer("/metadata/resourceVersion")
-                .cloned()
-                .unwrap_or(Value::Null);
+            let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
             let body = table(
                 def,
                 vec![table_row(def, obj, include)],
@@ -216,16 +189,10 @@ mod tests {
         let table = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
         assert_eq!(negotiate(&headers(table)).unwrap(), Format::Table);
         assert_eq!(
-            negotiate(&headers(
-                "application/vnd.kubernetes.protobuf,application/json"
-            ))
-            .unwrap(),
+            negotiate(&headers("application/vnd.kubernetes.protobuf,application/json")).unwrap(),
             Format::Object
         );
-        assert_eq!(
-            negotiate(&headers("application/json, */*")).unwrap(),
-            Format::Object
-        );
+        assert_eq!(negotiate(&headers("application/json, */*")).unwrap(), Format::Object);
         assert_eq!(negotiate(&HeaderMap::new()).unwrap(), Format::Object);
         assert_eq!(
             negotiate(&headers("application/vnd.kubernetes.protobuf"))

@@ -58,15 +58,8 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 /// Resolves the caller and refuses anonymous requests to anything but the public paths.
-async fn authenticate(
-    State(state): State<Arc<AppState>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let from_cert = req
-        .extensions()
-        .get::<PeerCertificate>()
-        .and_then(|p| p.0.clone());
+async fn authenticate(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let from_cert = req.extensions().get::<PeerCertificate>().and_then(|p| p.0.clone());
     let from_token = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -118,11 +111,7 @@ async fn openapi_root(State(state): State<Arc<AppState>>, headers: HeaderMap) ->
     let root = state.registry.openapi.root();
     let body = serde_json::to_vec(&root).unwrap_or_default();
     let etag = format!("\"{:016X}\"", fnv(&body));
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        == Some(etag.as_str())
-    {
+    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
     }
     let mut resp = bytes_response(StatusCode::OK, "application/json", body);
@@ -136,18 +125,15 @@ async fn openapi_doc(State(state): State<Arc<AppState>>, Path(path): Path<String
     match state.registry.openapi.document(&path) {
         Some(doc) => {
             let mut resp = bytes_response(StatusCode::OK, "application/json", doc.json.clone());
-            resp.headers_mut().insert(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("public, immutable"),
-            );
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
             resp.headers_mut().insert(
                 header::EXPIRES,
                 HeaderValue::from_static("Thu, 31 Dec 2099 23:59:59 GMT"),
             );
             resp.headers_mut().insert(
                 header::ETAG,
-                HeaderValue::from_str(&format!("\"{}\"", doc.hash))
-                    .unwrap_or(HeaderValue::from_static("\"\"")),
+                HeaderValue::from_str(&format!("\"{}\"", doc.hash)).unwrap_or(HeaderValue::from_static("\"\"")),
             );
             resp
         }
@@ -164,11 +150,7 @@ fn fnv(bytes: &[u8]) -> u64 {
 
 /// A JSON response.
 pub fn json_response(code: StatusCode, value: &serde_json::Value) -> Response {
-    bytes_response(
-        code,
-        "application/json",
-        serde_json::to_vec(value).unwrap_or_default(),
-    )
+    bytes_response(code, "application/json", serde_json::to_vec(value).unwrap_or_default())
 }
 
 /// A response with a body and content type.

@@ -56,8 +56,7 @@ fn flag(v: &Option<String>) -> bool {
 impl Query {
     /// Parses a raw query string.
     pub fn parse(raw: Option<&str>) -> Result<Query, ApiError> {
-        serde_urlencoded::from_str(raw.unwrap_or(""))
-            .map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))
+        serde_urlencoded::from_str(raw.unwrap_or("")).map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))
     }
 
     /// Whether this is a watch.
@@ -93,10 +92,7 @@ impl Query {
         };
         Ok(ListOptions {
             labels: LabelSelector::parse(self.label_selector.as_deref().unwrap_or(""))?,
-            fields: FieldSelector::parse(
-                self.field_selector.as_deref().unwrap_or(""),
-                field_labels,
-            )?,
+            fields: FieldSelector::parse(self.field_selector.as_deref().unwrap_or(""), field_labels)?,
             limit,
             continue_token: self.continue_token.clone().filter(|c| !c.is_empty()),
             resource_version: self.resource_version.clone(),

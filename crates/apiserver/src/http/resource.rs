@@ -36,16 +36,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
             Method::POST | Method::PUT | Method::PATCH | Method::DELETE => body::read(body).await?,
             _ => bytes::Bytes::new(),
         };
-        dispatch(
-            registry,
-            &parts.method,
-            &parts.headers,
-            target,
-            query,
-            format,
-            body,
-        )
-        .await
+        dispatch(registry, &parts.method, &parts.headers, target, query, format, body).await
     };
     match result.instrument(span).await {
         Ok(resp) => resp,
@@ -115,9 +106,7 @@ async fn dispatch(
         }
         (Method::POST, None) => {
             let obj = body::decode(&media, &body)?;
-            let written = registry
-                .create(&def, ns, obj, &query.write_options()?)
-                .await?;
+            let written = registry.create(&def, ns, obj, &query.write_options()?).await?;
             Ok(encode::single_response(
                 &def,
                 &written.object,
@@ -131,9 +120,7 @@ async fn dispatch(
             let obj = body::decode(&media, &body)?;
             let opts = query.write_options()?;
             if sub == Some(Subresource::Scale) {
-                let scale = registry
-                    .write_scale(&def, ns, name, &obj, None, &opts)
-                    .await?;
+                let scale = registry.write_scale(&def, ns, name, &obj, None, &opts).await?;
                 return Ok(json_response(StatusCode::OK, &scale));
             }
             let written = registry.update(&def, ns, name, obj, sub, &opts).await?;
@@ -147,19 +134,14 @@ async fn dispatch(
             ))
         }
         (Method::PATCH, Some(name)) => {
-            let ty = PatchType::from_content_type(&media)
-                .ok_or_else(|| ApiError::unsupported_media_type(&media))?;
+            let ty = PatchType::from_content_type(&media).ok_or_else(|| ApiError::unsupported_media_type(&media))?;
             let patch = body::decode(&media, &body)?;
             let opts = query.write_options()?;
             if sub == Some(Subresource::Scale) {
-                let scale = registry
-                    .write_scale(&def, ns, name, &patch, Some(ty), &opts)
-                    .await?;
+                let scale = registry.write_scale(&def, ns, name, &patch, Some(ty), &opts).await?;
                 return Ok(json_response(StatusCode::OK, &scale));
             }
-            let written = registry
-                .patch(&def, ns, name, ty, &patch, sub, &opts)
-                .await?;
+            let written = registry.patch(&def, ns, name, ty, &patch, sub, &opts).await?;
             let code = if written.created {
                 StatusCode::CREATED
             } else {
@@ -193,10 +175,7 @@ async fn dispatch(
             let result = registry.list(&def, ns, &list).await?;
             let mut deleted = Vec::new();
             for obj in &result.items {
-                let name = obj
-                    .pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
+                let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
                 let obj_ns = obj.pointer("/metadata/namespace").and_then(Value::as_str);
                 match registry.delete(&def, obj_ns, name, &opts).await {
                     Ok(gone) => deleted.push(gone),
@@ -222,10 +201,7 @@ fn delete_options(query: &Query, media: &str, body: &[u8]) -> Result<DeleteOptio
         body::decode(media, body)?
     };
     let mut opts = DeleteOptions {
-        grace_period: query
-            .grace_period_seconds
-            .as_deref()
-            .and_then(|g| g.parse().ok()),
+        grace_period: query.grace_period_seconds.as_deref().and_then(|g| g.parse().ok()),
         propagation: query.propagation_policy.clone(),
         dry_run: query.dry_run()?,
         ..Default::default()

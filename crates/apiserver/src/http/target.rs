@@ -35,11 +35,7 @@ pub fn parse(catalog: &Catalog, path: &str) -> Result<Option<Target>, ApiError> 
             .ok_or_else(ApiError::no_route)
     };
     let target = match rest {
-        ["namespaces", ns, plural, tail @ ..]
-            if catalog
-                .find(group, version, plural)
-                .is_some_and(|d| d.namespaced) =>
-        {
+        ["namespaces", ns, plural, tail @ ..] if catalog.find(group, version, plural).is_some_and(|d| d.namespaced) => {
             let def = find(plural)?;
             let (name, subresource) = name_and_sub(tail)?;
             Target {
@@ -100,16 +96,9 @@ mod tests {
             ),
             ("pods", Some("default"), Some("web"), Some("status"))
         );
-        let t = parse(&c, "/api/v1/namespaces/kube-system")
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (t.def.plural, t.name.as_deref()),
-            ("namespaces", Some("kube-system"))
-        );
-        let t = parse(&c, "/api/v1/namespaces/kube-system/finalize")
-            .unwrap()
-            .unwrap();
+        let t = parse(&c, "/api/v1/namespaces/kube-system").unwrap().unwrap();
+        assert_eq!((t.def.plural, t.name.as_deref()), ("namespaces", Some("kube-system")));
+        let t = parse(&c, "/api/v1/namespaces/kube-system/finalize").unwrap().unwrap();
         assert_eq!(t.subresource.as_deref(), Some("finalize"));
         let t = parse(&c, "/apis/apps/v1/deployments").unwrap().unwrap();
         assert_eq!((t.def.plural, t.namespace), ("deployments", None));

@@ -56,15 +56,12 @@ pub async fn serve(registry: Arc<Registry>, req: WatchRequest) -> Response {
         Ok(registry.cache.snapshot(&prefix))
     } else {
         match rv.parse::<Revision>() {
-            Ok(after) => registry
-                .cache
-                .watch_from(&prefix, after)
-                .map_err(|e| match e {
-                    CacheError::TooOld { requested, oldest } => {
-                        ApiError::gone(format!("too old resource version: {requested} ({oldest})"))
-                    }
-                    CacheError::Store(e) => e.into(),
-                }),
+            Ok(after) => registry.cache.watch_from(&prefix, after).map_err(|e| match e {
+                CacheError::TooOld { requested, oldest } => {
+                    ApiError::gone(format!("too old resource version: {requested} ({oldest})"))
+                }
+                CacheError::Store(e) => e.into(),
+            }),
             Err(_) => Err(ApiError::bad_request(format!(
                 "resourceVersion: Invalid value: {rv:?}: must be a non-negative integer"
             ))),
@@ -87,14 +84,10 @@ pub async fn serve(registry: Arc<Registry>, req: WatchRequest) -> Response {
     }
     let mut resp = Response::new(Body::from_stream(ReceiverStream::new(rx)));
     *resp.status_mut() = StatusCode::OK;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache, private"),
-    );
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
     resp
 }
 
@@ -105,12 +98,7 @@ struct Stream {
 }
 
 impl Stream {
-    async fn run(
-        &mut self,
-        past: Vec<Arc<Event>>,
-        mut revision: Revision,
-        mut live: broadcast::Receiver<Arc<Event>>,
-    ) {
+    async fn run(&mut self, past: Vec<Arc<Event>>, mut revision: Revision, mut live: broadcast::Receiver<Arc<Event>>) {
         let initial = self.req.initial_events == Some(true);
         for ev in &past {
             if !self.emit(ev).await {
@@ -122,8 +110,7 @@ impl Stream {
         }
         let deadline = tokio::time::sleep(self.req.timeout.unwrap_or(DEFAULT_TIMEOUT));
         tokio::pin!(deadline);
-        let mut ticker =
-            tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
         loop {
             tokio::select! {
                 _ = &mut deadline => {
@@ -199,11 +186,7 @@ impl Stream {
     }
 
     fn matches(&self, obj: &Value) -> bool {
-        self.req
-            .list
-            .labels
-            .matches(obj.pointer("/metadata/labels"))
-            && self.req.list.fields.matches(obj)
+        self.req.list.labels.matches(obj.pointer("/metadata/labels")) && self.req.list.fields.matches(obj)
     }
 
     async fn bookmark(&mut self, revision: Revision, initial_end: bool) -> bool {
@@ -216,8 +199,7 @@ impl Stream {
     }
 
     async fn send(&mut self, kind: &str, object: Value) -> bool {
-        let mut line =
-            serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+        let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
         line.push(b'\n');
         self.tx.send(Ok(Bytes::from(line))).await.is_ok()
     }

@@ -67,28 +67,18 @@ fn decode_token(token: &str) -> Result<(Revision, String), ApiError> {
 }
 
 fn parse_rv(text: &str) -> Result<Revision, ApiError> {
-    text.parse::<Revision>()
-        .ok()
-        .filter(|r| *r >= 0)
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "resourceVersion: Invalid value: \"{text}\": must be a non-negative integer"
-            ))
-        })
+    text.parse::<Revision>().ok().filter(|r| *r >= 0).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "resourceVersion: Invalid value: \"{text}\": must be a non-negative integer"
+        ))
+    })
 }
 
 impl Registry {
     /// Lists objects of `def` in `ns` (all namespaces when None).
-    pub async fn list(
-        &self,
-        def: &ResourceDef,
-        ns: Option<&str>,
-        opts: &ListOptions,
-    ) -> Result<ListResult, ApiError> {
+    pub async fn list(&self, def: &ResourceDef, ns: Option<&str>, opts: &ListOptions) -> Result<ListResult, ApiError> {
         let prefix = def.prefix_in(ns);
-        let keep = |obj: &Value| {
-            opts.labels.matches(obj.pointer("/metadata/labels")) && opts.fields.matches(obj)
-        };
+        let keep = |obj: &Value| opts.labels.matches(obj.pointer("/metadata/labels")) && opts.fields.matches(obj);
         if let Some(token) = &opts.continue_token {
             let (revision, start) = decode_token(token)?;
             if !start.starts_with(&prefix) && !start.is_empty() {
@@ -96,9 +86,7 @@ impl Registry {
                     "continue key is not valid: it belongs to another list",
                 ));
             }
-            return self
-                .list_from_store(&prefix, revision, &start, opts, &keep)
-                .await;
+            return self.list_from_store(&prefix, revision, &start, opts, &keep).await;
         }
         let exact = opts.resource_version_match.as_deref() == Some("Exact");
         match opts.resource_version.as_deref() {
@@ -161,9 +149,7 @@ impl Registry {
             limit: opts.limit,
         };
         let page = self.store.range(req).await.map_err(|e| match e {
-            kate_store::Error::Compacted { .. } if !start_after.is_empty() => {
-                ApiError::gone(TOO_OLD_CONTINUE)
-            }
+            kate_store::Error::Compacted { .. } if !start_after.is_empty() => ApiError::gone(TOO_OLD_CONTINUE),
             other => ApiError::from(other),
         })?;
         let continue_token = match page.kvs.last() {

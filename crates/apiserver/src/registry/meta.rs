@@ -7,9 +7,7 @@ use crate::error::ApiError;
 
 /// The current time as upstream's RFC 3339 seconds-precision timestamp.
 pub fn now() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// `metadata` of an object as a map, created if missing.
@@ -36,26 +34,16 @@ pub fn check_type(
     expect_api_version: &str,
 ) -> Result<(), ApiError> {
     let Some(map) = obj.as_object_mut() else {
-        return Err(ApiError::bad_request(
-            "the body of the request must be a JSON object",
-        ));
+        return Err(ApiError::bad_request("the body of the request must be a JSON object"));
     };
-    if let Some(v) = map
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .filter(|v| !v.is_empty())
-    {
+    if let Some(v) = map.get("apiVersion").and_then(Value::as_str).filter(|v| !v.is_empty()) {
         if v != expect_api_version {
             return Err(ApiError::bad_request(format!(
                 "the API version in the data ({v}) does not match the expected API version ({expect_api_version})"
             )));
         }
     }
-    if let Some(k) = map
-        .get("kind")
-        .and_then(Value::as_str)
-        .filter(|k| !k.is_empty())
-    {
+    if let Some(k) = map.get("kind").and_then(Value::as_str).filter(|k| !k.is_empty()) {
         if k != expect_kind {
             return Err(ApiError::bad_request(format!(
                 "the kind in the data ({k}) does not match the expected kind ({expect_kind}) for {}",
@@ -69,11 +57,7 @@ pub fn check_type(
 }
 
 /// Puts the URL namespace into the object, refusing a body that names another one.
-pub fn check_namespace(
-    def: &ResourceDef,
-    obj: &mut Value,
-    ns: Option<&str>,
-) -> Result<(), ApiError> {
+pub fn check_namespace(def: &ResourceDef, obj: &mut Value, ns: Option<&str>) -> Result<(), ApiError> {
     let meta = meta_mut(obj);
     match (def.namespaced, ns) {
         (true, Some(ns)) => {
@@ -88,9 +72,7 @@ pub fn check_namespace(
             meta.insert("namespace".into(), json!(ns));
         }
         (true, None) => {
-            return Err(ApiError::bad_request(
-                "a namespace is required for this resource",
-            ));
+            return Err(ApiError::bad_request("a namespace is required for this resource"));
         }
         (false, _) => {
             meta.remove("namespace");
@@ -102,15 +84,8 @@ pub fn check_namespace(
 /// Resolves `generateName` into a name with five random characters, as upstream does.
 pub fn generate_name(obj: &mut Value) {
     let meta = meta_mut(obj);
-    let has_name = meta
-        .get("name")
-        .and_then(Value::as_str)
-        .is_some_and(|n| !n.is_empty());
-    let Some(base) = meta
-        .get("generateName")
-        .and_then(Value::as_str)
-        .filter(|_| !has_name)
-    else {
+    let has_name = meta.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+    let Some(base) = meta.get("generateName").and_then(Value::as_str).filter(|_| !has_name) else {
         return;
     };
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -148,10 +123,7 @@ pub fn init_system_fields(def: &ResourceDef, obj: &mut Value) {
 pub fn carry_system_fields(def: &ResourceDef, new: &mut Value, old: &Value) {
     let old_meta = old.get("metadata").cloned().unwrap_or_default();
     let generation = if def.generation {
-        let old_gen = old_meta
-            .get("generation")
-            .and_then(Value::as_i64)
-            .unwrap_or(1);
+        let old_gen = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(1);
         Some(if spec_view(new) != spec_view(old) {
             old_gen + 1
         } else {
@@ -205,19 +177,13 @@ pub fn same_content(a: &Value, b: &Value) -> bool {
 pub fn finalizers(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
-        .map(|f| {
-            f.iter()
-                .filter_map(Value::as_str)
-                .map(String::from)
-                .collect()
-        })
+        .map(|f| f.iter().filter_map(Value::as_str).map(String::from).collect())
         .unwrap_or_default()
 }
 
 /// Whether deletion of the object has begun.
 pub fn is_deleting(obj: &Value) -> bool {
-    obj.pointer("/metadata/deletionTimestamp")
-        .is_some_and(|t| !t.is_null())
+    obj.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null())
 }
 
 #[cfg(test)]
@@ -229,9 +195,9 @@ mod tests {
     fn generation_tracks_spec_only() {
         let catalog = Catalog::builtin();
         let def = catalog.find("apps", "v1", "deployments").unwrap();
-        let old = json!({"metadata": {"generation": 3, "uid": "u"}, "spec": {"replicas": 1}, "status": {"replicas": 1}});
-        let mut status_only =
-            json!({"metadata": {}, "spec": {"replicas": 1}, "status": {"replicas": 2}});
+        let old =
+            json!({"metadata": {"generation": 3, "uid": "u"}, "spec": {"replicas": 1}, "status": {"replicas": 1}});
+        let mut status_only = json!({"metadata": {}, "spec": {"replicas": 1}, "status": {"replicas": 2}});
         carry_system_fields(def, &mut status_only, &old);
         assert_eq!(status_only["metadata"]["generation"], 3);
         assert_eq!(status_only["metadata"]["uid"], "u");

@@ -67,12 +67,7 @@ impl Registry {
     }
 
     /// Reads one object (from the cache, after catching up with this server's writes).
-    pub async fn get(
-        &self,
-        def: &ResourceDef,
-        ns: Option<&str>,
-        name: &str,
-    ) -> Result<Arc<Value>, ApiError> {
+    pub async fn get(&self, def: &ResourceDef, ns: Option<&str>, name: &str) -> Result<Arc<Value>, ApiError> {
         self.sync().await;
         self.cache
             .get(&def.key(ns, name))
@@ -86,8 +81,7 @@ impl Registry {
         match self.cache.get(&key) {
             None => Err(ApiError::not_found("", "namespaces", ns)),
             Some(obj)
-                if meta::is_deleting(&obj)
-                    || obj.pointer("/status/phase") == Some(&Value::from("Terminating")) =>
+                if meta::is_deleting(&obj) || obj.pointer("/status/phase") == Some(&Value::from("Terminating")) =>
             {
                 Err(ApiError::forbidden(format!(
                     "unable to create new content in namespace {ns} because it is being terminated"

@@ -32,9 +32,7 @@ impl PatchType {
             "application/json-patch+json" => Some(PatchType::Json),
             "application/merge-patch+json" => Some(PatchType::Merge),
             "application/strategic-merge-patch+json" => Some(PatchType::Strategic),
-            "application/apply-patch+yaml" | "application/apply-patch+json" => {
-                Some(PatchType::Apply)
-            }
+            "application/apply-patch+yaml" | "application/apply-patch+json" => Some(PatchType::Apply),
             _ => None,
         }
     }
@@ -63,10 +61,7 @@ impl Registry {
                 Ok(found) => found,
                 Err(e) if e.code == 404 && ty == PatchType::Apply && sub.is_none() => {
                     let mut obj = patch.clone();
-                    if let Some(m) = obj
-                        .get_mut("metadata")
-                        .and_then(serde_json::Value::as_object_mut)
-                    {
+                    if let Some(m) = obj.get_mut("metadata").and_then(serde_json::Value::as_object_mut) {
                         m.entry("name").or_insert(Value::String(name.into()));
                     }
                     return self.create(def, ns, obj, opts).await;
@@ -93,16 +88,8 @@ impl Registry {
                     meta_str(&patched, "name").unwrap_or("")
                 )));
             }
-            match self
-                .replace(def, ns, name, patched, &kv, &current, sub, opts)
-                .await
-            {
-                Err(e)
-                    if e.code == 409
-                        && e.reason == "Conflict"
-                        && pinned.is_none()
-                        && attempt < MAX_RETRIES =>
-                {
+            match self.replace(def, ns, name, patched, &kv, &current, sub, opts).await {
+                Err(e) if e.code == 409 && e.reason == "Conflict" && pinned.is_none() && attempt < MAX_RETRIES => {
                     continue;
                 }
                 other => return other,

@@ -65,9 +65,7 @@ impl Registry {
                 }
             }
             let Some(replicas) = scale.pointer("/spec/replicas").and_then(Value::as_i64) else {
-                return Err(ApiError::bad_request(
-                    "Scale.spec.replicas must be an integer",
-                ));
+                return Err(ApiError::bad_request("Scale.spec.replicas must be an integer"));
             };
             if replicas < 0 {
                 return Err(ApiError::invalid(
@@ -83,10 +81,7 @@ impl Registry {
             }
             let mut next = current.clone();
             next["spec"]["replicas"] = json!(replicas);
-            match self
-                .replace(def, ns, name, next, &kv, &current, None, opts)
-                .await
-            {
+            match self.replace(def, ns, name, next, &kv, &current, None, opts).await {
                 Ok(Written { object, .. }) => return Ok(scale_of(&object)),
                 Err(e) if e.code == 409 && patch.is_some() && attempts < 5 => continue,
                 Err(e) => return Err(e),

@@ -77,10 +77,7 @@ impl Registry {
             if let Some(schema) = self.openapi.kind_schema(def.group, def.version, def.kind) {
                 let unknown = kate_openapi::unknown_fields(&schema, obj);
                 if !unknown.is_empty() && opts.field_validation == FieldValidation::Strict {
-                    let listed: Vec<String> = unknown
-                        .iter()
-                        .map(|f| format!("unknown field \"{f}\""))
-                        .collect();
+                    let listed: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
                     return Err(ApiError::bad_request(format!(
                         "strict decoding error: {}",
                         listed.join(", ")
@@ -142,16 +139,10 @@ impl Registry {
             });
         }
         let key = def.key(ns, &name);
-        let stored = self
-            .store
-            .create(&key, encode(&obj)?)
-            .await
-            .map_err(|e| match e {
-                kate_store::Error::AlreadyExists(_) => {
-                    ApiError::already_exists(def.group, def.plural, &name)
-                }
-                other => other.into(),
-            })?;
+        let stored = self.store.create(&key, encode(&obj)?).await.map_err(|e| match e {
+            kate_store::Error::AlreadyExists(_) => ApiError::already_exists(def.group, def.plural, &name),
+            other => other.into(),
+        })?;
         self.wrote(stored.mod_revision);
         Ok(Written {
             object: decode(&stored.value, stored.mod_revision),
@@ -207,8 +198,7 @@ impl Registry {
                 ));
             }
         }
-        self.replace(def, ns, name, obj, &kv, &current, sub, opts)
-            .await
+        self.replace(def, ns, name, obj, &kv, &current, sub, opts).await
     }
 
     /// Writes `obj` over `current` (read at `kv`), with compare-and-swap on its revision.
@@ -291,12 +281,7 @@ impl Registry {
         })
     }
 
-    pub(super) fn cas_error(
-        &self,
-        def: &ResourceDef,
-        name: &str,
-        e: kate_store::Error,
-    ) -> ApiError {
+    pub(super) fn cas_error(&self, def: &ResourceDef, name: &str, e: kate_store::Error) -> ApiError {
         match e {
             kate_store::Error::Conflict { .. } => ApiError::conflict(
                 def.group,
@@ -407,11 +392,7 @@ impl Registry {
             if next == current || opts.dry_run {
                 return Ok(next);
             }
-            match self
-                .store
-                .update(&kv.key, encode(&next)?, kv.mod_revision)
-                .await
-            {
+            match self.store.update(&kv.key, encode(&next)?, kv.mod_revision).await {
                 Ok(stored) => {
                     self.wrote(stored.mod_revision);
                     return Ok(decode(&stored.value, stored.mod_revision));

@@ -4,17 +4,12 @@ use serde_json::{Map, Value, json};
 
 use super::Strategy;
 use super::pod::{default_pod_spec, validate_pod_spec};
-use super::table::{
-    AGE, Column, NAME, age_cell, arr, col, i, name_cell, or_none, s, selector_string, wide,
-};
+use super::table::{AGE, Column, NAME, age_cell, arr, col, i, name_cell, or_none, s, selector_string, wide};
 use crate::error::Cause;
 
 /// Defaults shared by every kind with a `spec.template` pod template.
 fn default_template(obj: &mut Value) {
-    if let Some(spec) = obj
-        .pointer_mut("/spec/template/spec")
-        .and_then(Value::as_object_mut)
-    {
+    if let Some(spec) = obj.pointer_mut("/spec/template/spec").and_then(Value::as_object_mut) {
         default_pod_spec(spec);
     }
 }
@@ -39,17 +34,14 @@ pub fn validate_selector_and_template(obj: &Value, old: Option<&Value>) -> Vec<C
         .and_then(|sel| sel.get("matchLabels"))
         .and_then(Value::as_object)
     {
-        let labels = obj
-            .pointer("/spec/template/metadata/labels")
-            .and_then(Value::as_object);
+        let labels = obj.pointer("/spec/template/metadata/labels").and_then(Value::as_object);
         let matches = match_labels
             .iter()
             .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v));
         if !matches {
             causes.push(Cause::invalid(
                 "spec.template.metadata.labels",
-                obj.pointer("/spec/template/metadata/labels")
-                    .unwrap_or(&Value::Null),
+                obj.pointer("/spec/template/metadata/labels").unwrap_or(&Value::Null),
                 "`selector` does not match template `labels`",
             ));
         }
@@ -86,9 +78,7 @@ fn template_cells(obj: &Value) -> [Value; 2] {
 }
 
 fn selector_cell(obj: &Value) -> Value {
-    or_none(selector_string(
-        obj.pointer("/spec/selector").unwrap_or(&Value::Null),
-    ))
+    or_none(selector_string(obj.pointer("/spec/selector").unwrap_or(&Value::Null)))
 }
 
 /// Deployments.
@@ -128,8 +118,7 @@ impl Strategy for DeploymentStrategy {
         if ty == Some(&json!("Recreate")) && obj.pointer("/spec/strategy/rollingUpdate").is_some() {
             causes.push(Cause {
                 reason: "FieldValueForbidden",
-                message: "Forbidden: may not be specified when strategy `type` is 'Recreate'"
-                    .into(),
+                message: "Forbidden: may not be specified when strategy `type` is 'Recreate'".into(),
                 field: "spec.strategy.rollingUpdate".into(),
             });
         }
@@ -222,8 +211,7 @@ impl Strategy for StatefulSetStrategy {
     fn default(&self, obj: &mut Value) {
         if let Some(spec) = spec_mut(obj) {
             spec.entry("replicas").or_insert(json!(1));
-            spec.entry("podManagementPolicy")
-                .or_insert(json!("OrderedReady"));
+            spec.entry("podManagementPolicy").or_insert(json!("OrderedReady"));
             spec.entry("revisionHistoryLimit").or_insert(json!(10));
             spec.entry("updateStrategy")
                 .or_insert(json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}));
@@ -264,7 +252,8 @@ impl Strategy for DaemonSetStrategy {
     fn default(&self, obj: &mut Value) {
         if let Some(spec) = spec_mut(obj) {
             spec.entry("revisionHistoryLimit").or_insert(json!(10));
-            spec.entry("updateStrategy").or_insert(json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}));
+            spec.entry("updateStrategy")
+                .or_insert(json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}));
         }
         default_template(obj);
     }
@@ -364,9 +353,6 @@ mod tests {
         let mut d = deployment();
         d["spec"]["selector"]["matchLabels"]["tier"] = json!("x");
         d["spec"]["template"]["metadata"]["labels"]["tier"] = json!("x");
-        assert_eq!(
-            DeploymentStrategy.validate(&d, Some(&old))[0].field,
-            "spec.selector"
-        );
+        assert_eq!(DeploymentStrategy.validate(&d, Some(&old))[0].field, "spec.selector");
     }
 }

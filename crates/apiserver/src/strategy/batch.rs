@@ -5,9 +5,7 @@ use serde_json::{Value, json};
 use super::Strategy;
 use super::apps::validate_selector_and_template;
 use super::pod::default_pod_spec;
-use super::table::{
-    AGE, Column, NAME, age_cell, age_of, arr, col, i, name_cell, or_none, s, selector_string, wide,
-};
+use super::table::{AGE, Column, NAME, age_cell, age_of, arr, col, i, name_cell, or_none, s, selector_string, wide};
 use crate::error::Cause;
 
 /// Jobs: upstream generates the selector from the job's uid unless `manualSelector` is set.
@@ -48,8 +46,7 @@ impl Strategy for JobStrategy {
             "controller-uid": uid,
             "job-name": name,
         });
-        obj["spec"]["selector"] =
-            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+        obj["spec"]["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
         if !obj
             .pointer("/spec/template/metadata/labels")
             .is_some_and(Value::is_object)
@@ -103,11 +100,7 @@ impl Strategy for JobStrategy {
 
     fn cells(&self, obj: &Value) -> Vec<Value> {
         let conditions = arr(obj, "/status/conditions");
-        let has = |ty: &str| {
-            conditions
-                .iter()
-                .any(|c| c["type"] == ty && c["status"] == "True")
-        };
+        let has = |ty: &str| conditions.iter().any(|c| c["type"] == ty && c["status"] == "True");
         let status = if has("Complete") {
             "Complete"
         } else if has("Failed") {
@@ -121,22 +114,12 @@ impl Strategy for JobStrategy {
         };
         let completions = match obj.pointer("/spec/completions").and_then(Value::as_i64) {
             Some(c) => format!("{}/{c}", i(obj, "/status/succeeded")),
-            None => format!(
-                "{}/1 of {}",
-                i(obj, "/status/succeeded"),
-                i(obj, "/spec/parallelism")
-            ),
+            None => format!("{}/1 of {}", i(obj, "/status/succeeded"), i(obj, "/spec/parallelism")),
         };
-        let duration = match (
-            s(obj, "/status/startTime"),
-            s(obj, "/status/completionTime"),
-        ) {
+        let duration = match (s(obj, "/status/startTime"), s(obj, "/status/completionTime")) {
             ("", _) => String::new(),
             (start, "") => age_of(start),
-            (start, end) => match (
-                start.parse::<jiff::Timestamp>(),
-                end.parse::<jiff::Timestamp>(),
-            ) {
+            (start, end) => match (start.parse::<jiff::Timestamp>(), end.parse::<jiff::Timestamp>()) {
                 (Ok(a), Ok(b)) => super::table::human_duration(b.duration_since(a).as_secs()),
                 _ => String::new(),
             },
@@ -148,23 +131,9 @@ impl Strategy for JobStrategy {
             json!(completions),
             json!(duration),
             age_cell(obj),
-            json!(
-                containers
-                    .iter()
-                    .map(|c| s(c, "/name"))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ),
-            json!(
-                containers
-                    .iter()
-                    .map(|c| s(c, "/image"))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ),
-            or_none(selector_string(
-                obj.pointer("/spec/selector").unwrap_or(&Value::Null),
-            )),
+            json!(containers.iter().map(|c| s(c, "/name")).collect::<Vec<_>>().join(",")),
+            json!(containers.iter().map(|c| s(c, "/image")).collect::<Vec<_>>().join(",")),
+            or_none(selector_string(obj.pointer("/spec/selector").unwrap_or(&Value::Null))),
         ]
     }
 
@@ -246,23 +215,10 @@ impl Strategy for CronJobStrategy {
             json!(arr(obj, "/status/active").len()),
             json!(last),
             age_cell(obj),
-            json!(
-                containers
-                    .iter()
-                    .map(|c| s(c, "/name"))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ),
-            json!(
-                containers
-                    .iter()
-                    .map(|c| s(c, "/image"))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ),
+            json!(containers.iter().map(|c| s(c, "/name")).collect::<Vec<_>>().join(",")),
+            json!(containers.iter().map(|c| s(c, "/image")).collect::<Vec<_>>().join(",")),
             or_none(selector_string(
-                obj.pointer("/spec/jobTemplate/spec/selector")
-                    .unwrap_or(&Value::Null),
+                obj.pointer("/spec/jobTemplate/spec/selector").unwrap_or(&Value::Null),
             )),
         ]
     }

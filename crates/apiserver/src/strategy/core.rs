@@ -32,9 +32,7 @@ impl Strategy for NodeStrategy {
     }
 
     fn cells(&self, obj: &Value) -> Vec<Value> {
-        let ready = arr(obj, "/status/conditions")
-            .iter()
-            .find(|c| c["type"] == "Ready");
+        let ready = arr(obj, "/status/conditions").iter().find(|c| c["type"] == "Ready");
         let mut status = match ready.map(|c| s(c, "/status")) {
             Some("True") => "Ready".to_string(),
             Some("False") => "NotReady".to_string(),
@@ -95,11 +93,7 @@ impl Strategy for ConfigMapStrategy {
     fn cells(&self, obj: &Value) -> Vec<Value> {
         let count = ["data", "binaryData"]
             .iter()
-            .map(|k| {
-                obj.get(*k)
-                    .and_then(Value::as_object)
-                    .map_or(0, |m| m.len())
-            })
+            .map(|k| obj.get(*k).and_then(Value::as_object).map_or(0, |m| m.len()))
             .sum::<usize>();
         vec![name_cell(obj), json!(count), age_cell(obj)]
     }
@@ -139,16 +133,8 @@ impl Strategy for SecretStrategy {
     }
 
     fn cells(&self, obj: &Value) -> Vec<Value> {
-        let count = obj
-            .get("data")
-            .and_then(Value::as_object)
-            .map_or(0, |m| m.len());
-        vec![
-            name_cell(obj),
-            json!(s(obj, "/type")),
-            json!(count),
-            age_cell(obj),
-        ]
+        let count = obj.get("data").and_then(Value::as_object).map_or(0, |m| m.len());
+        vec![name_cell(obj), json!(s(obj, "/type")), json!(count), age_cell(obj)]
     }
 
     fn field_labels(&self) -> &'static [&'static str] {
@@ -214,11 +200,7 @@ impl Strategy for ServiceAccountStrategy {
     }
 
     fn cells(&self, obj: &Value) -> Vec<Value> {
-        vec![
-            name_cell(obj),
-            json!(arr(obj, "/secrets").len()),
-            age_cell(obj),
-        ]
+        vec![name_cell(obj), json!(arr(obj, "/secrets").len()), age_cell(obj)]
     }
 }
 
@@ -238,11 +220,7 @@ impl Strategy for EndpointsStrategy {
                 if ports.is_empty() {
                     all.push(s(addr, "/ip").to_string());
                 }
-                all.extend(
-                    ports
-                        .iter()
-                        .map(|p| format!("{}:{}", s(addr, "/ip"), i(p, "/port"))),
-                );
+                all.extend(ports.iter().map(|p| format!("{}:{}", s(addr, "/ip"), i(p, "/port"))));
             }
         }
         let shown = if all.len() > 3 {
@@ -273,10 +251,7 @@ impl Strategy for EventStrategy {
             col("Message"),
             wide("First Seen"),
             wide("Count"),
-            Column {
-                priority: 1,
-                ..NAME
-            },
+            Column { priority: 1, ..NAME },
         ]
     }
 
@@ -343,8 +318,7 @@ impl Strategy for PersistentVolumeStrategy {
 
     fn default(&self, obj: &mut Value) {
         if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
-            spec.entry("persistentVolumeReclaimPolicy")
-                .or_insert(json!("Retain"));
+            spec.entry("persistentVolumeReclaimPolicy").or_insert(json!("Retain"));
             spec.entry("volumeMode").or_insert(json!("Filesystem"));
         }
     }

@@ -15,11 +15,7 @@ impl Strategy for LeaseStrategy {
     }
 
     fn cells(&self, obj: &Value) -> Vec<Value> {
-        vec![
-            name_cell(obj),
-            json!(s(obj, "/spec/holderIdentity")),
-            age_cell(obj),
-        ]
+        vec![name_cell(obj), json!(s(obj, "/spec/holderIdentity")), age_cell(obj)]
     }
 }
 
@@ -41,20 +37,11 @@ impl Strategy for EndpointSliceStrategy {
     }
 
     fn columns(&self) -> Vec<Column> {
-        vec![
-            NAME,
-            col("AddressType"),
-            col("Ports"),
-            col("Endpoints"),
-            AGE,
-        ]
+        vec![NAME, col("AddressType"), col("Ports"), col("Endpoints"), AGE]
     }
 
     fn cells(&self, obj: &Value) -> Vec<Value> {
-        let ports: Vec<String> = arr(obj, "/ports")
-            .iter()
-            .map(|p| i(p, "/port").to_string())
-            .collect();
+        let ports: Vec<String> = arr(obj, "/ports").iter().map(|p| i(p, "/port").to_string()).collect();
         let addrs: Vec<&str> = arr(obj, "/endpoints")
             .iter()
             .flat_map(|e| arr(e, "/addresses"))
@@ -97,20 +84,11 @@ impl Strategy for PriorityClassStrategy {
     }
 
     fn columns(&self) -> Vec<Column> {
-        vec![
-            NAME,
-            col("Value"),
-            col("Global-Default"),
-            AGE,
-            col("PreemptionPolicy"),
-        ]
+        vec![NAME, col("Value"), col("Global-Default"), AGE, col("PreemptionPolicy")]
     }
 
     fn cells(&self, obj: &Value) -> Vec<Value> {
-        let global = obj
-            .get("globalDefault")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+        let global = obj.get("globalDefault").and_then(Value::as_bool).unwrap_or(false);
         vec![
             name_cell(obj),
             json!(i(obj, "/value")),

@@ -191,10 +191,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             "ConfigMap",
             "configmaps",
             "configmap",
-            Opts {
-                short: &["cm"],
-                ..NS
-            },
+            Opts { short: &["cm"], ..NS },
             typed::<k8s_openapi::api::core::v1::ConfigMap>(Box::new(core::ConfigMapStrategy)),
         ),
         def(
@@ -212,13 +209,8 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             "ServiceAccount",
             "serviceaccounts",
             "serviceaccount",
-            Opts {
-                short: &["sa"],
-                ..NS
-            },
-            typed::<k8s_openapi::api::core::v1::ServiceAccount>(Box::new(
-                core::ServiceAccountStrategy,
-            )),
+            Opts { short: &["sa"], ..NS },
+            typed::<k8s_openapi::api::core::v1::ServiceAccount>(Box::new(core::ServiceAccountStrategy)),
         ),
         def(
             "",
@@ -226,10 +218,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             "Endpoints",
             "endpoints",
             "endpoints",
-            Opts {
-                short: &["ep"],
-                ..NS
-            },
+            Opts { short: &["ep"], ..NS },
             typed::<k8s_openapi::api::core::v1::Endpoints>(Box::new(core::EndpointsStrategy)),
         ),
         def(
@@ -238,10 +227,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             "Event",
             "events",
             "event",
-            Opts {
-                short: &["ev"],
-                ..NS
-            },
+            Opts { short: &["ev"], ..NS },
             typed::<k8s_openapi::api::core::v1::Event>(Box::new(core::EventStrategy)),
         ),
         def(
@@ -255,9 +241,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
                 subresources: STATUS,
                 ..CLUSTER
             },
-            typed::<k8s_openapi::api::core::v1::PersistentVolume>(Box::new(
-                core::PersistentVolumeStrategy,
-            )),
+            typed::<k8s_openapi::api::core::v1::PersistentVolume>(Box::new(core::PersistentVolumeStrategy)),
         ),
         def(
             "",
@@ -270,9 +254,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
                 subresources: STATUS,
                 ..NS
             },
-            typed::<k8s_openapi::api::core::v1::PersistentVolumeClaim>(Box::new(
-                core::PersistentVolumeClaimStrategy,
-            )),
+            typed::<k8s_openapi::api::core::v1::PersistentVolumeClaim>(Box::new(core::PersistentVolumeClaimStrategy)),
         ),
         def(
             "",
@@ -351,9 +333,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             "controllerrevisions",
             "controllerrevision",
             NS,
-            typed::<k8s_openapi::api::apps::v1::ControllerRevision>(Box::new(
-                apps::ControllerRevisionStrategy,
-            )),
+            typed::<k8s_openapi::api::apps::v1::ControllerRevision>(Box::new(apps::ControllerRevisionStrategy)),
         ),
         def(
             "batch",
@@ -389,9 +369,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             "endpointslices",
             "endpointslice",
             NS,
-            typed::<k8s_openapi::api::discovery::v1::EndpointSlice>(Box::new(
-                misc::EndpointSliceStrategy,
-            )),
+            typed::<k8s_openapi::api::discovery::v1::EndpointSlice>(Box::new(misc::EndpointSliceStrategy)),
         ),
         def(
             "events.k8s.io",
@@ -399,10 +377,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             "Event",
             "events",
             "event",
-            Opts {
-                short: &["ev"],
-                ..NS
-            },
+            Opts { short: &["ev"], ..NS },
             typed::<k8s_openapi::api::events::v1::Event>(Box::new(Plain)),
         ),
         def(
@@ -415,9 +390,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
                 short: &["pc"],
                 ..CLUSTER
             },
-            typed::<k8s_openapi::api::scheduling::v1::PriorityClass>(Box::new(
-                misc::PriorityClassStrategy,
-            )),
+            typed::<k8s_openapi::api::scheduling::v1::PriorityClass>(Box::new(misc::PriorityClassStrategy)),
         ),
         def(
             "policy",
@@ -431,9 +404,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
                 generation: true,
                 ..NS
             },
-            typed::<k8s_openapi::api::policy::v1::PodDisruptionBudget>(Box::new(
-                misc::PodDisruptionBudgetStrategy,
-            )),
+            typed::<k8s_openapi::api::policy::v1::PodDisruptionBudget>(Box::new(misc::PodDisruptionBudgetStrategy)),
         ),
     ]
 }

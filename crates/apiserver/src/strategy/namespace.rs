@@ -37,11 +37,7 @@ impl Strategy for NamespaceStrategy {
     }
 
     fn cells(&self, obj: &Value) -> Vec<Value> {
-        vec![
-            name_cell(obj),
-            json!(s(obj, "/status/phase")),
-            age_cell(obj),
-        ]
+        vec![name_cell(obj), json!(s(obj, "/status/phase")), age_cell(obj)]
     }
 
     fn field_labels(&self) -> &'static [&'static str] {

@@ -53,10 +53,7 @@ impl Strategy for PodStrategy {
     fn cells(&self, obj: &Value) -> Vec<Value> {
         let statuses = arr(obj, "/status/containerStatuses");
         let total = arr(obj, "/spec/containers").len();
-        let ready = statuses
-            .iter()
-            .filter(|c| c["ready"] == json!(true))
-            .count();
+        let ready = statuses.iter().filter(|c| c["ready"] == json!(true)).count();
         let restarts: i64 = statuses.iter().map(|c| i(c, "/restartCount")).sum();
         let gates = arr(obj, "/spec/readinessGates");
         let gates_cell = if gates.is_empty() {
@@ -112,12 +109,7 @@ pub fn default_pod_spec(spec: &mut serde_json::Map<String, Value>) {
     set("schedulerName", json!("default-scheduler"));
     set("enableServiceLinks", json!(true));
     for list in ["containers", "initContainers"] {
-        for c in spec
-            .get_mut(list)
-            .and_then(Value::as_array_mut)
-            .into_iter()
-            .flatten()
-        {
+        for c in spec.get_mut(list).and_then(Value::as_array_mut).into_iter().flatten() {
             default_container(c);
         }
     }
@@ -134,15 +126,9 @@ fn default_container(c: &mut Value) {
     map.entry("imagePullPolicy").or_insert(json!(policy));
     map.entry("terminationMessagePath")
         .or_insert(json!("/dev/termination-log"));
-    map.entry("terminationMessagePolicy")
-        .or_insert(json!("File"));
+    map.entry("terminationMessagePolicy").or_insert(json!("File"));
     map.entry("resources").or_insert(json!({}));
-    for port in map
-        .get_mut("ports")
-        .and_then(Value::as_array_mut)
-        .into_iter()
-        .flatten()
-    {
+    for port in map.get_mut("ports").and_then(Value::as_array_mut).into_iter().flatten() {
         if let Some(p) = port.as_object_mut() {
             p.entry("protocol").or_insert(json!("TCP"));
         }
@@ -206,20 +192,11 @@ pub fn validate_pod_spec(spec: &Value, path: &str) -> Vec<Cause> {
 fn mutable_view(spec: Option<&Value>) -> Value {
     let mut spec = spec.cloned().unwrap_or(Value::Null);
     if let Some(map) = spec.as_object_mut() {
-        for key in [
-            "activeDeadlineSeconds",
-            "tolerations",
-            "terminationGracePeriodSeconds",
-        ] {
+        for key in ["activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds"] {
             map.remove(key);
         }
         for list in ["containers", "initContainers"] {
-            for c in map
-                .get_mut(list)
-                .and_then(Value::as_array_mut)
-                .into_iter()
-                .flatten()
-            {
+            for c in map.get_mut(list).and_then(Value::as_array_mut).into_iter().flatten() {
                 if let Some(c) = c.as_object_mut() {
                     c.remove("image");
                 }
@@ -289,10 +266,7 @@ fn display_status(pod: &Value) -> String {
     }
     if !initializing {
         for c in arr(pod, "/status/containerStatuses").iter().rev() {
-            if let Some(w) = c
-                .pointer("/state/waiting")
-                .filter(|w| !s(w, "/reason").is_empty())
-            {
+            if let Some(w) = c.pointer("/state/waiting").filter(|w| !s(w, "/reason").is_empty()) {
                 reason = s(w, "/reason").to_string();
             } else if let Some(t) = c.pointer("/state/terminated") {
                 reason = match s(t, "/reason") {
@@ -303,10 +277,7 @@ fn display_status(pod: &Value) -> String {
             }
         }
     }
-    if pod
-        .pointer("/metadata/deletionTimestamp")
-        .is_some_and(|t| !t.is_null())
-    {
+    if pod.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()) {
         reason = "Terminating".into();
     }
     reason
@@ -323,25 +294,15 @@ mod tests {
         assert_eq!(pod["spec"]["restartPolicy"], "Always");
         assert_eq!(pod["spec"]["schedulerName"], "default-scheduler");
         assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "Always");
-        assert_eq!(
-            pod["spec"]["containers"][1]["imagePullPolicy"],
-            "IfNotPresent"
-        );
+        assert_eq!(pod["spec"]["containers"][1]["imagePullPolicy"], "IfNotPresent");
         assert_eq!(pod["spec"]["containers"][1]["ports"][0]["protocol"], "TCP");
     }
 
     #[test]
     fn validation_requires_image_and_unique_names() {
         let pod = json!({"spec": {"containers": [{"name": "a"}, {"name": "a", "image": "x"}]}});
-        let fields: Vec<String> = PodStrategy
-            .validate(&pod, None)
-            .into_iter()
-            .map(|c| c.field)
-            .collect();
-        assert_eq!(
-            fields,
-            vec!["spec.containers[0].image", "spec.containers[1].name"]
-        );
+        let fields: Vec<String> = PodStrategy.validate(&pod, None).into_iter().map(|c| c.field).collect();
+        assert_eq!(fields, vec!["spec.containers[0].image", "spec.containers[1].name"]);
     }
 
     #[test]
@@ -350,10 +311,7 @@ mod tests {
         let image = json!({"spec": {"containers": [{"name": "a", "image": "y"}]}});
         let cmd = json!({"spec": {"containers": [{"name": "a", "image": "x", "command": ["sh"]}]}});
         assert!(PodStrategy.validate(&image, Some(&old)).is_empty());
-        assert_eq!(
-            PodStrategy.validate(&cmd, Some(&old))[0].reason,
-            "FieldValueForbidden"
-        );
+        assert_eq!(PodStrategy.validate(&cmd, Some(&old))[0].reason, "FieldValueForbidden");
     }
 
     #[test]

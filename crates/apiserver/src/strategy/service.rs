@@ -22,8 +22,7 @@ impl Strategy for ServiceStrategy {
         spec.entry("sessionAffinity").or_insert(json!("None"));
         let external = spec.get("type").and_then(Value::as_str) != Some("ExternalName");
         if external {
-            spec.entry("internalTrafficPolicy")
-                .or_insert(json!("Cluster"));
+            spec.entry("internalTrafficPolicy").or_insert(json!("Cluster"));
             spec.entry("ipFamilyPolicy").or_insert(json!("SingleStack"));
             spec.entry("ipFamilies").or_insert(json!(["IPv4"]));
         }
@@ -31,8 +30,7 @@ impl Strategy for ServiceStrategy {
             spec.get("type").and_then(Value::as_str),
             Some("NodePort" | "LoadBalancer")
         ) {
-            spec.entry("externalTrafficPolicy")
-                .or_insert(json!("Cluster"));
+            spec.entry("externalTrafficPolicy").or_insert(json!("Cluster"));
         }
         for port in spec
             .get_mut("ports")
@@ -57,10 +55,7 @@ impl Strategy for ServiceStrategy {
     fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
         let mut causes = Vec::new();
         let ty = s(obj, "/spec/type");
-        if !matches!(
-            ty,
-            "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName"
-        ) {
+        if !matches!(ty, "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName") {
             causes.push(Cause::not_supported(
                 "spec.type",
                 &obj["spec"]["type"],
@@ -167,11 +162,7 @@ fn external_ip(svc: &Value) -> String {
         }
         _ => {}
     }
-    if ips.is_empty() {
-        "<none>".into()
-    } else {
-        ips.join(",")
-    }
+    if ips.is_empty() { "<none>".into() } else { ips.join(",") }
 }
 
 #[cfg(test)]

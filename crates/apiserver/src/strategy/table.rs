@@ -157,10 +157,7 @@ pub fn selector_string(selector: &Value) -> String {
         .flatten()
     {
         let key = s(expr, "/key");
-        let values: Vec<&str> = arr(expr, "/values")
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
+        let values: Vec<&str> = arr(expr, "/values").iter().filter_map(Value::as_str).collect();
         parts.push(match s(expr, "/operator") {
             "In" => format!("{key} in ({})", values.join(",")),
             "NotIn" => format!("{key} notin ({})", values.join(",")),

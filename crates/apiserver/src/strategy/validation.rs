@@ -127,10 +127,7 @@ mod tests {
         assert!(validate_name("a.b", NameRule::Subdomain).is_empty());
         assert_eq!(validate_name("a.b", NameRule::Label).len(), 1);
         assert_eq!(validate_name("Web", NameRule::Subdomain).len(), 1);
-        assert_eq!(
-            validate_name("", NameRule::Subdomain)[0].reason,
-            "FieldValueRequired"
-        );
+        assert_eq!(validate_name("", NameRule::Subdomain)[0].reason, "FieldValueRequired");
         assert!(!is_dns1123_label(&"a".repeat(64)));
     }
 

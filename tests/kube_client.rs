@@ -1,0 +1,178 @@
+//! kube-rs (kube 5) against a real `kate server`: paging, watch, bookmarks, 410 and re-list,
+//! optimistic concurrency and every patch type.
+
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kate_e2e::Cluster;
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use serde_json::json;
+
+fn config_map(name: &str) -> ConfigMap {
+    serde_json::from_value(json!({"metadata": {"name": name, "labels": {"suite": "kube"}}, "data": {"k": "v"}}))
+        .expect("valid config map")
+}
+
+#[tokio::test]
+async fn list_pages_with_limit_and_continue() -> anyhow::Result<()> {
+    let c = Cluster::start()?;
+    let api: Api<ConfigMap> = Api::namespaced(c.client().await?, "default");
+    for n in 0..25 {
+        api.create(&PostParams::default(), &config_map(&format!("cm-{n:02}")))
+            .await?;
+    }
+    let mut names = Vec::new();
+    let mut params = ListParams::default().limit(10);
+    let mut pages = 0;
+    let mut revisions = Vec::new();
+    loop {
+        let page = api.list(&params).await?;
+        pages += 1;
+        revisions.push(page.metadata.resource_version.clone());
+        names.extend(page.items.iter().filter_map(|cm| cm.metadata.name.clone()));
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(names.len(), 25);
+    assert_eq!(names[0], "cm-00");
+    assert_eq!(names[24], "cm-24");
+    assert!(
+        revisions.windows(2).all(|w| w[0] == w[1]),
+        "every page belongs to one snapshot: {revisions:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn watch_from_a_resource_version_with_bookmarks() -> anyhow::Result<()> {
+    let c = Cluster::start()?;
+    let api: Api<ConfigMap> = Api::namespaced(c.client().await?, "default");
+    api.create(&PostParams::default(), &config_map("before")).await?;
+    let rv = api
+        .list(&ListParams::default())
+        .await?
+        .metadata
+        .resource_version
+        .unwrap_or_default();
+    api.create(&PostParams::default(), &config_map("after")).await?;
+    api.delete("before", &Default::default()).await?;
+    let params = WatchParams::default().timeout(2);
+    let events: Vec<_> = api.watch(&params, &rv).await?.try_collect().await?;
+    let mut seen = Vec::new();
+    for ev in &events {
+        match ev {
+            WatchEvent::Added(cm) => seen.push(format!("ADDED {}", cm.metadata.name.as_deref().unwrap_or(""))),
+            WatchEvent::Deleted(cm) => seen.push(format!("DELETED {}", cm.metadata.name.as_deref().unwrap_or(""))),
+            WatchEvent::Bookmark(b) => seen.push(format!("BOOKMARK {}", !b.metadata.resource_version.is_empty())),
+            other => seen.push(format!("{other:?}")),
+        }
+    }
+    assert_eq!(seen, ["ADDED after", "DELETED before", "BOOKMARK true"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn expired_resource_version_gives_410_then_relist_works() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let c = Cluster::start_with(dir, &["--history-seconds", "1"])?;
+    let api: Api<ConfigMap> = Api::namespaced(c.client().await?, "default");
+    api.create(&PostParams::default(), &config_map("old")).await?;
+    let old_rv = api
+        .list(&ListParams::default())
+        .await?
+        .metadata
+        .resource_version
+        .unwrap_or_default();
+    api.create(&PostParams::default(), &config_map("mid")).await?;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    api.create(&PostParams::default(), &config_map("new")).await?;
+    let mut stream = api.watch(&WatchParams::default().timeout(5), &old_rv).await?.boxed();
+    match stream.next().await {
+        Some(Ok(WatchEvent::Error(e))) => assert_eq!(e.code, 410, "{e:?}"),
+        Some(Err(kube::Error::Api(e))) => assert_eq!(e.code, 410, "{e:?}"),
+        other => panic!("expected 410, got {other:?}"),
+    }
+    let relisted = api.list(&ListParams::default()).await?;
+    assert_eq!(relisted.items.len(), 3);
+    Ok(())
+}
+
+#[tokio::test]
+async fn stale_resource_version_conflicts() -> anyhow::Result<()> {
+    let c = Cluster::start()?;
+    let api: Api<ConfigMap> = Api::namespaced(c.client().await?, "default");
+    let created = api.create(&PostParams::default(), &config_map("occ")).await?;
+    let mut first = created.clone();
+    first.data.get_or_insert_default().insert("k".into(), "first".into());
+    let replaced = api.replace("occ", &PostParams::default(), &first).await?;
+    assert_ne!(replaced.metadata.resource_version, created.metadata.resource_version);
+    let mut stale = created.clone();
+    stale.data.get_or_insert_default().insert("k".into(), "stale".into());
+    match api.replace("occ", &PostParams::default(), &stale).await {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 409);
+            assert_eq!(e.reason, "Conflict");
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(api.get("occ").await?.data.unwrap_or_default()["k"], "first");
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_patch_type() -> anyhow::Result<()> {
+    let c = Cluster::start()?;
+    let api: Api<Deployment> = Api::namespaced(c.client().await?, "default");
+    let deploy: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [
+                {"name": "nginx", "image": "nginx:1.27"}, {"name": "side", "image": "busybox"}
+            ]}}
+        }
+    }))?;
+    api.create(&PostParams::default(), &deploy).await?;
+    let pp = PatchParams::default();
+    let merged = api
+        .patch("web", &pp, &Patch::Merge(json!({"metadata": {"labels": {"m": "1"}}})))
+        .await?;
+    assert_eq!(merged.metadata.labels.unwrap_or_default()["m"], "1");
+    let strategic = api
+        .patch(
+            "web",
+            &pp,
+            &Patch::Strategic(
+                json!({"spec": {"template": {"spec": {"containers": [{"name": "nginx", "image": "nginx:1.28"}]}}}}),
+            ),
+        )
+        .await?;
+    let containers = strategic
+        .spec
+        .unwrap_or_default()
+        .template
+        .spec
+        .unwrap_or_default()
+        .containers;
+    assert_eq!(containers.len(), 2, "strategic merge keeps the other container");
+    assert_eq!(containers[0].image.as_deref(), Some("nginx:1.28"));
+    let patch: json_patch::Patch =
+        serde_json::from_value(json!([{"op": "replace", "path": "/spec/replicas", "value": 3}]))?;
+    let jsonp = api.patch("web", &pp, &Patch::Json::<()>(patch)).await?;
+    assert_eq!(jsonp.spec.unwrap_or_default().replicas, Some(3));
+    let applied = api
+        .patch(
+            "web",
+            &PatchParams::apply("kube-test").force(),
+            &Patch::Apply(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "annotations": {"applied": "yes"}}})),
+        )
+        .await?;
+    assert_eq!(applied.metadata.annotations.unwrap_or_default()["applied"], "yes");
+    Ok(())
+}
