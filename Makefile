@@ -3,7 +3,7 @@
 DATA_DIR ?=
 ARGS ?=
 
-.PHONY: run test deps build fmt lint
+.PHONY: run test deps build fmt lint bench
 
 deps:
 	./scripts/install-deps.sh
@@ -17,6 +17,9 @@ run: build
 test: deps
 	cargo build -p kate
 	cargo test --workspace
+
+bench: build
+	cargo run --release -p kate-bench -- --kate ./target/release/kate
 
 fmt:
 	cargo fmt --all

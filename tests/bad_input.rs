@@ -35,7 +35,8 @@ const CMS: &str = "/api/v1/namespaces/default/configmaps";
 async fn bad_requests_get_statuses() -> anyhow::Result<()> {
     let c = Cluster::start()?;
     let client = c.client().await?;
-    let cases: Vec<(&str, String, &str, Vec<u8>, u16, &str)> = vec![
+    type Case = (&'static str, String, &'static str, Vec<u8>, u16, &'static str);
+    let cases: Vec<Case> = vec![
         (
             "POST",
             CMS.into(),

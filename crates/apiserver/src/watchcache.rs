@@ -42,6 +42,17 @@ struct State {
     oldest: Revision,
 }
 
+/// Where a watch starts: events to replay, the revision they reach, and the live feed (whose
+/// events at or below `revision` the watcher must skip).
+pub struct WatchStart {
+    /// Events to send first.
+    pub past: Vec<Arc<Event>>,
+    /// The cache revision when the watch started.
+    pub revision: Revision,
+    /// Changes after that.
+    pub live: broadcast::Receiver<Arc<Event>>,
+}
+
 /// The cache. Cheap to share behind an `Arc`.
 pub struct WatchCache {
     state: RwLock<State>,
@@ -197,7 +208,7 @@ impl WatchCache {
         &self,
         prefix: &str,
         after: Revision,
-    ) -> Result<(Vec<Arc<Event>>, Revision, broadcast::Receiver<Arc<Event>>), CacheError> {
+    ) -> Result<WatchStart, CacheError> {
         let rx = self.live.subscribe();
         let state = self.read();
         if after < state.oldest {
@@ -213,11 +224,11 @@ impl WatchCache {
             .filter(|e| e.key.starts_with(prefix))
             .cloned()
             .collect();
-        Ok((past, state.revision, rx))
+        Ok(WatchStart { past, revision: state.revision, live: rx })
     }
 
     /// The current objects under `prefix` as synthetic creations (a watch from revision 0).
-    pub fn snapshot(&self, prefix: &str) -> (Vec<Arc<Event>>, Revision, broadcast::Receiver<Arc<Event>>) {
+    pub fn snapshot(&self, prefix: &str) -> WatchStart {
         let rx = self.live.subscribe();
         let state = self.read();
         let events = state
@@ -240,7 +251,7 @@ impl WatchCache {
                 })
             })
             .collect();
-        (events, state.revision, rx)
+        WatchStart { past: events, revision: state.revision, live: rx }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {

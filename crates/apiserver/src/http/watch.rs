@@ -73,8 +73,8 @@ pub async fn serve(registry: Arc<Registry>, req: WatchRequest) -> Response {
         sent_headers: false,
     };
     match start {
-        Ok((past, revision, live)) => {
-            tokio::spawn(async move { stream.run(past, revision, live).await });
+        Ok(start) => {
+            tokio::spawn(async move { stream.run(start.past, start.revision, start.live).await });
         }
         Err(e) => {
             tokio::spawn(async move {

@@ -72,8 +72,8 @@ impl Registry {
             let pinned = meta_str(&patched, "resourceVersion")
                 .filter(|rv| !rv.is_empty())
                 .map(String::from);
-            if let Some(rv) = &pinned {
-                if *rv != kv.mod_revision.to_string() {
+            if let Some(rv) = &pinned
+                && *rv != kv.mod_revision.to_string() {
                     return Err(ApiError::conflict(
                         def.group,
                         def.plural,
@@ -81,7 +81,6 @@ impl Registry {
                         "the object has been modified; please apply your changes to the latest version and try again",
                     ));
                 }
-            }
             if meta_str(&patched, "name").is_some_and(|n| n != name) {
                 return Err(ApiError::bad_request(format!(
                     "the name of the object ({}) does not match the name on the URL ({name})",

@@ -73,8 +73,8 @@ impl Registry {
             .decode_check(obj)
             .map_err(|e| ApiError::bad_request(format!("error decoding {}: {e}", def.kind)))?;
         let mut warnings = Vec::new();
-        if opts.field_validation != FieldValidation::Ignore {
-            if let Some(schema) = self.openapi.kind_schema(def.group, def.version, def.kind) {
+        if opts.field_validation != FieldValidation::Ignore
+            && let Some(schema) = self.openapi.kind_schema(def.group, def.version, def.kind) {
                 let unknown = kate_openapi::unknown_fields(&schema, obj);
                 if !unknown.is_empty() && opts.field_validation == FieldValidation::Strict {
                     let listed: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
@@ -85,7 +85,6 @@ impl Registry {
                 }
                 warnings.extend(unknown.iter().map(|f| format!("unknown field \"{f}\"")));
             }
-        }
         def.strategy.default(obj);
         let name = meta_str(obj, "name").unwrap_or("").to_string();
         let mut causes: Vec<Cause> = validation::validate_name(&name, def.strategy.name_rule());
@@ -121,11 +120,10 @@ impl Registry {
             self.check_namespace_open(ns).await?;
         }
         meta::init_system_fields(def, &mut obj);
-        if def.has(Subresource::Status) && def.strategy.reset_status_on_create() {
-            if let Some(map) = obj.as_object_mut() {
+        if def.has(Subresource::Status) && def.strategy.reset_status_on_create()
+            && let Some(map) = obj.as_object_mut() {
                 map.remove("status");
             }
-        }
         let warnings = self.admit(def, &mut obj, None, opts)?;
         def.strategy.prepare_create(&mut obj);
         if opts.dry_run {
@@ -188,8 +186,8 @@ impl Registry {
             )));
         }
         let (kv, current) = self.current(def, ns, name).await?;
-        if let Some(rv) = meta_str(&obj, "resourceVersion").filter(|rv| !rv.is_empty()) {
-            if rv != kv.mod_revision.to_string() {
+        if let Some(rv) = meta_str(&obj, "resourceVersion").filter(|rv| !rv.is_empty())
+            && rv != kv.mod_revision.to_string() {
                 return Err(ApiError::conflict(
                     def.group,
                     def.plural,
@@ -197,7 +195,6 @@ impl Registry {
                     "the object has been modified; please apply your changes to the latest version and try again",
                 ));
             }
-        }
         self.replace(def, ns, name, obj, &kv, &current, sub, opts).await
     }
 
@@ -304,8 +301,8 @@ impl Registry {
     ) -> Result<Value, ApiError> {
         loop {
             let (kv, current) = self.current(def, ns, name).await?;
-            if let Some(uid) = &opts.precondition_uid {
-                if meta_str(&current, "uid") != Some(uid.as_str()) {
+            if let Some(uid) = &opts.precondition_uid
+                && meta_str(&current, "uid") != Some(uid.as_str()) {
                     return Err(ApiError::conflict(
                         def.group,
                         def.plural,
@@ -316,9 +313,8 @@ impl Registry {
                         ),
                     ));
                 }
-            }
-            if let Some(rv) = &opts.precondition_rv {
-                if *rv != kv.mod_revision.to_string() {
+            if let Some(rv) = &opts.precondition_rv
+                && *rv != kv.mod_revision.to_string() {
                     return Err(ApiError::conflict(
                         def.group,
                         def.plural,
@@ -329,7 +325,6 @@ impl Registry {
                         ),
                     ));
                 }
-            }
             let mut next = current.clone();
             let mut finalizers = meta::finalizers(&current);
             let policy_finalizer = match opts.propagation.as_deref() {

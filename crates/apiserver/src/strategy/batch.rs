@@ -75,13 +75,12 @@ impl Strategy for JobStrategy {
                 &["OnFailure", "Never"],
             ));
         }
-        if let Some(old) = old {
-            if old.pointer("/spec/template") != obj.pointer("/spec/template")
+        if let Some(old) = old
+            && old.pointer("/spec/template") != obj.pointer("/spec/template")
                 && old.pointer("/spec/suspend") != Some(&json!(true))
             {
                 causes.push(Cause::immutable("spec.template"));
             }
-        }
         causes
     }
 

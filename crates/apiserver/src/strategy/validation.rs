@@ -20,7 +20,7 @@ pub fn is_dns1123_label(s: &str) -> bool {
 
 /// Whether `s` is an RFC 1123 subdomain (at most 253 characters).
 pub fn is_dns1123_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(|part| is_dns1123_label(part))
+    s.len() <= 253 && s.split('.').all(is_dns1123_label)
 }
 
 /// How a kind's object names are checked.
