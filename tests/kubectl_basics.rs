@@ -276,3 +276,49 @@ fn finalizers_hold_deletion() -> anyhow::Result<()> {
     assert!(c.kubectl_fails(&["get", "cm", "held"])?.contains("NotFound"));
     Ok(())
 }
+
+#[test]
+fn generator_commands_send_protobuf() -> anyhow::Result<()> {
+    let c = Cluster::start()?;
+    assert_eq!(
+        c.kubectl(&["create", "namespace", "team-a"])?.trim(),
+        "namespace/team-a created"
+    );
+    c.kubectl(&["create", "configmap", "c1", "--from-literal=a=b", "-n", "team-a"])?;
+    c.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "s1",
+        "--from-literal=pw=hunter2",
+        "-n",
+        "team-a",
+    ])?;
+    c.kubectl(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.27",
+        "--replicas=2",
+        "--port=80",
+        "-n",
+        "team-a",
+    ])?;
+    c.kubectl(&["create", "service", "clusterip", "web", "--tcp=80:8080", "-n", "team-a"])?;
+    c.kubectl(&["create", "service", "nodeport", "np", "--tcp=80:8080", "-n", "team-a"])?;
+    let got = c.kubectl(&["get", "cm", "c1", "-n", "team-a", "-o", "jsonpath={.data.a}"])?;
+    assert_eq!(got, "b");
+    let got = c.kubectl(&["get", "secret", "s1", "-n", "team-a", "-o", "jsonpath={.data.pw}"])?;
+    assert_eq!(got, "aHVudGVyMg==");
+    let got = c.kubectl(&["get", "deploy", "web", "-n", "team-a", "-o", "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].ports[0].containerPort} {.spec.template.spec.dnsPolicy}"])?;
+    assert_eq!(got, "2 80 ClusterFirst");
+    let svc = table(&c.kubectl(&["get", "svc", "-n", "team-a"])?);
+    let web = svc.iter().find(|r| r[0] == "web").expect("web service");
+    assert!(web[2].starts_with("10.43."), "cluster IP allocated: {web:?}");
+    let np = svc.iter().find(|r| r[0] == "np").expect("np service");
+    let node_port: u16 = np[4].trim_start_matches("80:").trim_end_matches("/TCP").parse()?;
+    assert!((30000..=32767).contains(&node_port), "{np:?}");
+    let kubernetes = c.kubectl(&["get", "svc", "kubernetes", "-o", "jsonpath={.spec.clusterIP}"])?;
+    assert_eq!(kubernetes, "10.43.0.1");
+    Ok(())
+}

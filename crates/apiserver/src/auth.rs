@@ -80,14 +80,14 @@ mod tests {
     fn certificate_subject_becomes_user() {
         let dir = tempfile::tempdir().unwrap();
         let pki = crate::pki::Pki::load_or_create(dir.path(), &[]).unwrap();
-        let (cert_pem, _) = pki.issue_client_cert("alice", &["dev", "ops"]).unwrap();
+        let (cert_pem, _) = pki.issue_client_cert("alice", Some("dev")).unwrap();
         let der = rustls_pemfile::certs(&mut cert_pem.as_bytes()).next().unwrap().unwrap();
         let user = user_from_certificate(&der).unwrap();
         assert_eq!(
             user,
             User {
                 name: "alice".into(),
-                groups: vec!["dev".into(), "ops".into()]
+                groups: vec!["dev".into()]
             }
         );
     }

@@ -8,6 +8,7 @@
 //! a small [`strategy::Strategy`] each.
 
 pub mod auth;
+mod bootstrap;
 pub mod catalog;
 pub mod error;
 pub mod http;
@@ -24,10 +25,9 @@ use std::sync::Arc;
 
 use kate_openapi::{ApiResource, OpenApi};
 use kate_store::Store;
-use serde_json::json;
 
 use crate::catalog::{Catalog, Subresource};
-use crate::registry::{Registry, WriteOptions};
+use crate::registry::Registry;
 
 /// How to run the API server.
 #[derive(Debug, Clone)]
@@ -85,9 +85,6 @@ pub struct Server {
     app: axum::Router,
 }
 
-/// The namespaces every cluster has.
-pub const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
-
 impl Server {
     /// Opens the state in `config.data_dir`, prepares TLS and binds the port; `progress` hears
     /// about each step.
@@ -128,7 +125,12 @@ impl Server {
         pki.write_admin_kubeconfig(&kubeconfig, &url)?;
 
         progress("creating system namespaces");
-        bootstrap(&registry).await?;
+        let advertise = if config.bind_address.is_unspecified() {
+            IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+        } else {
+            config.bind_address
+        };
+        bootstrap::run(&registry, advertise, port).await?;
 
         let state = Arc::new(http::AppState {
             registry: registry.clone(),
@@ -152,7 +154,7 @@ impl Server {
 }
 
 /// The catalog as the OpenAPI builder needs it.
-fn api_resources(catalog: &Catalog) -> Vec<ApiResource> {
+pub(crate) fn api_resources(catalog: &Catalog) -> Vec<ApiResource> {
     catalog
         .all()
         .iter()
@@ -173,25 +175,4 @@ fn api_resources(catalog: &Catalog) -> Vec<ApiResource> {
             list_kind: format!("{}List", d.kind),
         })
         .collect()
-}
-
-/// Creates the system namespaces that do not exist yet.
-async fn bootstrap(registry: &Registry) -> Result<(), error::ApiError> {
-    let def = registry
-        .catalog
-        .find("", "v1", "namespaces")
-        .cloned()
-        .ok_or_else(|| error::ApiError::internal("namespaces are not served"))?;
-    for name in SYSTEM_NAMESPACES {
-        if registry.get(&def, None, name).await.is_ok() {
-            continue;
-        }
-        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-        match registry.create(&def, None, ns, &WriteOptions::default()).await {
-            Ok(_) => {}
-            Err(e) if e.code == 409 => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }

@@ -100,12 +100,12 @@ impl Pki {
         })
     }
 
-    /// Issues a client certificate for `user` in `groups`, signed by the cluster CA.
-    pub fn issue_client_cert(&self, user: &str, groups: &[&str]) -> Result<(String, String), PkiError> {
+    /// Issues a client certificate for `user`, optionally in `group`, signed by the cluster CA.
+    pub fn issue_client_cert(&self, user: &str, group: Option<&str>) -> Result<(String, String), PkiError> {
         let issuer = Issuer::from_ca_cert_pem(&self.ca_cert_pem, &self.ca_key)?;
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name = name(user, Some(groups));
+        params.distinguished_name = name(user, group);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.not_after = rcgen::date_time_ymd(2125, 1, 1);
         let cert = params.signed_by(&key, &issuer)?;
@@ -120,7 +120,7 @@ impl Pki {
         let (cert, key) = if cert_path.exists() && key_path.exists() {
             (read(&cert_path)?, read(&key_path)?)
         } else {
-            let (cert, key) = self.issue_client_cert(ADMIN_USER, &[MASTERS_GROUP])?;
+            let (cert, key) = self.issue_client_cert(ADMIN_USER, Some(MASTERS_GROUP))?;
             write(&cert_path, &cert)?;
             write_private(&key_path, &key)?;
             (cert, key)
@@ -151,11 +151,13 @@ fn server_sans(hosts: &[String]) -> Vec<SanType> {
         .collect()
 }
 
-fn name(common_name: &str, orgs: Option<&[&str]>) -> DistinguishedName {
+/// A subject with one organization at most: rcgen keeps one value per attribute type, so a
+/// certificate carries a single group (as kubelet and admin certificates need).
+fn name(common_name: &str, org: Option<&str>) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, common_name);
-    for org in orgs.unwrap_or_default() {
-        dn.push(DnType::OrganizationName, *org);
+    if let Some(org) = org {
+        dn.push(DnType::OrganizationName, org);
     }
     dn
 }

@@ -204,11 +204,7 @@ impl WatchCache {
 
     /// The events after `after` under `prefix`, then a receiver for live events; events on the
     /// receiver at or below the returned revision must be skipped by the caller.
-    pub fn watch_from(
-        &self,
-        prefix: &str,
-        after: Revision,
-    ) -> Result<WatchStart, CacheError> {
+    pub fn watch_from(&self, prefix: &str, after: Revision) -> Result<WatchStart, CacheError> {
         let rx = self.live.subscribe();
         let state = self.read();
         if after < state.oldest {
@@ -224,7 +220,11 @@ impl WatchCache {
             .filter(|e| e.key.starts_with(prefix))
             .cloned()
             .collect();
-        Ok(WatchStart { past, revision: state.revision, live: rx })
+        Ok(WatchStart {
+            past,
+            revision: state.revision,
+            live: rx,
+        })
     }
 
     /// The current objects under `prefix` as synthetic creations (a watch from revision 0).
@@ -251,7 +251,11 @@ impl WatchCache {
                 })
             })
             .collect();
-        WatchStart { past: events, revision: state.revision, live: rx }
+        WatchStart {
+            past: events,
+            revision: state.revision,
+            live: rx,
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {

@@ -80,16 +80,8 @@ struct DefFacts {
     props: &'static [(&'static str, Fact)],
 }
 
-const fn def(
-    name: &'static str,
-    map_type: Option<&'static str>,
-    props: &'static [(&'static str, Fact)],
-) -> DefFacts {
-    DefFacts {
-        name,
-        map_type,
-        props,
-    }
+const fn def(name: &'static str, map_type: Option<&'static str>, props: &'static [(&'static str, Fact)]) -> DefFacts {
+    DefFacts { name, map_type, props }
 }
 
 /// Upstream's `required` lists where k8s-openapi's differ: k8s-openapi requires `name` on local
@@ -105,10 +97,7 @@ const REQUIRED: &[(&str, &[&str])] = &[
     ("io.k8s.api.core.v1.SecretKeySelector", &["key"]),
     ("io.k8s.api.core.v1.SecretProjection", &[]),
     ("io.k8s.api.events.v1.Event", &["eventTime"]),
-    (
-        "io.k8s.api.networking.v1.NetworkPolicySpec",
-        &["podSelector"],
-    ),
+    ("io.k8s.api.networking.v1.NetworkPolicySpec", &["podSelector"]),
 ];
 
 /// Writes the facts into those definitions of `defs` that the tables know.
@@ -497,7 +486,8 @@ static FACTS: &[DefFacts] = &[
         ("resourceClaims", map(&["name"]).strategy("merge,retainKeys").merge_key("name")),
         ("schedulingGates", map(&["name"]).strategy("merge").merge_key("name")),
         ("tolerations", ATOMIC),
-        ("topologySpreadConstraints", map(&["topologyKey", "whenUnsatisfiable"]).strategy("merge").merge_key("topologyKey")),
+        ("topologySpreadConstraints",
+            map(&["topologyKey", "whenUnsatisfiable"]).strategy("merge").merge_key("topologyKey")),
         ("volumes", map(&["name"]).strategy("merge,retainKeys").merge_key("name")),
     ]),
     def("io.k8s.api.core.v1.PodStatus", None, &[
@@ -775,11 +765,7 @@ mod tests {
         let catalog = Catalog::build(&all_builtin_resources(), Descriptions::Keep);
         for facts in FACTS {
             let schema = catalog.defs.get(facts.name);
-            assert!(
-                schema.is_some(),
-                "{} is not reachable from any GA kind",
-                facts.name
-            );
+            assert!(schema.is_some(), "{} is not reachable from any GA kind", facts.name);
             for (prop, _) in facts.props {
                 assert!(
                     schema.and_then(|s| s["properties"].get(*prop)).is_some(),

@@ -81,17 +81,12 @@ impl SchemaRef {
         // Bounded: a definition that is nothing but a reference to itself must not hang us.
         for _ in 0..16 {
             if let Some(reference) = node.get("$ref").and_then(Value::as_str) {
-                match reference
-                    .strip_prefix(REF_PREFIX)
-                    .and_then(|n| self.defs.get(n))
-                {
+                match reference.strip_prefix(REF_PREFIX).and_then(|n| self.defs.get(n)) {
                     Some(target) => node = target,
                     None => break,
                 }
             } else if let (Some([only]), None) = (
-                node.get("allOf")
-                    .and_then(Value::as_array)
-                    .map(Vec::as_slice),
+                node.get("allOf").and_then(Value::as_array).map(Vec::as_slice),
                 node.get("properties"),
             ) {
                 node = only;
@@ -181,10 +176,7 @@ impl OpenApi {
         // document is serialized.
         let doc = self.docs[index].get_or_init(|| {
             let gv = &self.groups[index];
-            Arc::new(paths::document(
-                gv,
-                Catalog::build(&gv.resources, Descriptions::Keep),
-            ))
+            Arc::new(paths::document(gv, Catalog::build(&gv.resources, Descriptions::Keep)))
         });
         Arc::clone(doc)
     }
@@ -232,23 +224,9 @@ pub(crate) mod testing {
             r("", "v1", "Endpoints", "endpoints", true, &[]),
             r("", "v1", "ConfigMap", "configmaps", true, &[]),
             r("", "v1", "Secret", "secrets", true, &[]),
-            r(
-                "",
-                "v1",
-                "ServiceAccount",
-                "serviceaccounts",
-                true,
-                &["token"],
-            ),
+            r("", "v1", "ServiceAccount", "serviceaccounts", true, &["token"]),
             r("", "v1", "Event", "events", true, &[]),
-            r(
-                "",
-                "v1",
-                "PersistentVolume",
-                "persistentvolumes",
-                false,
-                &["status"],
-            ),
+            r("", "v1", "PersistentVolume", "persistentvolumes", false, &["status"]),
             r(
                 "",
                 "v1",
@@ -258,58 +236,16 @@ pub(crate) mod testing {
                 &["status"],
             ),
             r("", "v1", "LimitRange", "limitranges", true, &[]),
-            r(
-                "",
-                "v1",
-                "ResourceQuota",
-                "resourcequotas",
-                true,
-                &["status"],
-            ),
-            r(
-                "apps",
-                "v1",
-                "Deployment",
-                "deployments",
-                true,
-                &["status", "scale"],
-            ),
-            r(
-                "apps",
-                "v1",
-                "ReplicaSet",
-                "replicasets",
-                true,
-                &["status", "scale"],
-            ),
-            r(
-                "apps",
-                "v1",
-                "StatefulSet",
-                "statefulsets",
-                true,
-                &["status", "scale"],
-            ),
+            r("", "v1", "ResourceQuota", "resourcequotas", true, &["status"]),
+            r("apps", "v1", "Deployment", "deployments", true, &["status", "scale"]),
+            r("apps", "v1", "ReplicaSet", "replicasets", true, &["status", "scale"]),
+            r("apps", "v1", "StatefulSet", "statefulsets", true, &["status", "scale"]),
             r("apps", "v1", "DaemonSet", "daemonsets", true, &["status"]),
-            r(
-                "apps",
-                "v1",
-                "ControllerRevision",
-                "controllerrevisions",
-                true,
-                &[],
-            ),
+            r("apps", "v1", "ControllerRevision", "controllerrevisions", true, &[]),
             r("batch", "v1", "Job", "jobs", true, &["status"]),
             r("batch", "v1", "CronJob", "cronjobs", true, &["status"]),
             r("coordination.k8s.io", "v1", "Lease", "leases", true, &[]),
-            r(
-                "discovery.k8s.io",
-                "v1",
-                "EndpointSlice",
-                "endpointslices",
-                true,
-                &[],
-            ),
+            r("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", true, &[]),
             r("events.k8s.io", "v1", "Event", "events", true, &[]),
             r(
                 "scheduling.k8s.io",
@@ -335,16 +271,7 @@ pub(crate) mod testing {
     pub(crate) fn all_builtin_resources() -> Vec<ApiResource> {
         crate::kinds::BUILTINS
             .iter()
-            .map(|b| {
-                resource(
-                    b.group,
-                    b.version,
-                    b.kind,
-                    &b.kind.to_lowercase(),
-                    true,
-                    &["status"],
-                )
-            })
+            .map(|b| resource(b.group, b.version, b.kind, &b.kind.to_lowercase(), true, &["status"]))
             .collect()
     }
 }
@@ -373,11 +300,7 @@ mod tests {
         let many: Vec<ApiResource> = (0..20).flat_map(|_| resources()).collect();
         let start = Instant::now();
         let api = OpenApi::new(many);
-        assert!(
-            start.elapsed() < Duration::from_millis(5),
-            "took {:?}",
-            start.elapsed()
-        );
+        assert!(start.elapsed() < Duration::from_millis(5), "took {:?}", start.elapsed());
         assert!(api.catalog.get().is_none() && api.docs.iter().all(|d| d.get().is_none()));
     }
 
@@ -443,30 +366,19 @@ mod tests {
         assert!(strategy["description"].is_string());
         let meta = &schemas["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"]["properties"];
         assert_eq!(meta["finalizers"]["x-kubernetes-patch-strategy"], "merge");
-        assert_eq!(
-            meta["ownerReferences"]["x-kubernetes-patch-merge-key"],
-            "uid"
-        );
-        assert_eq!(
-            meta["ownerReferences"]["x-kubernetes-list-map-keys"],
-            json!(["uid"])
-        );
+        assert_eq!(meta["ownerReferences"]["x-kubernetes-patch-merge-key"], "uid");
+        assert_eq!(meta["ownerReferences"]["x-kubernetes-list-map-keys"], json!(["uid"]));
     }
 
     #[test]
     fn kind_schemas_carry_gvk_arrays() {
         let api = OpenApi::new(resources());
         for resource in resources() {
-            let doc = parsed(
-                &api,
-                &GroupVersion::key_for(&resource.group, &resource.version),
-            );
+            let doc = parsed(&api, &GroupVersion::key_for(&resource.group, &resource.version));
             let gvk = json!([{"group": resource.group, "kind": resource.kind, "version": resource.version}]);
             let schemas = doc["components"]["schemas"].as_object().expect("schemas");
             assert!(
-                schemas
-                    .values()
-                    .any(|s| s["x-kubernetes-group-version-kind"] == gvk),
+                schemas.values().any(|s| s["x-kubernetes-group-version-kind"] == gvk),
                 "no schema for {gvk}"
             );
         }
@@ -491,13 +403,8 @@ mod tests {
             refs(&doc, &mut found);
             assert!(!found.is_empty());
             for reference in found {
-                let name = reference
-                    .strip_prefix(REF_PREFIX)
-                    .expect("local component ref");
-                assert!(
-                    doc["components"]["schemas"].get(name).is_some(),
-                    "{key}: {reference}"
-                );
+                let name = reference.strip_prefix(REF_PREFIX).expect("local component ref");
+                assert!(doc["components"]["schemas"].get(name).is_some(), "{key}: {reference}");
             }
         }
     }
@@ -505,9 +412,7 @@ mod tests {
     #[test]
     fn kind_schema_finds_served_kinds_and_scale() {
         let api = OpenApi::new(resources());
-        let deployment = api
-            .kind_schema("apps", "v1", "Deployment")
-            .expect("deployment");
+        let deployment = api.kind_schema("apps", "v1", "Deployment").expect("deployment");
         assert_eq!(
             deployment.node()["x-kubernetes-group-version-kind"][0]["kind"],
             "Deployment"
@@ -515,9 +420,6 @@ mod tests {
         let spec = deployment.resolve(&deployment.node()["properties"]["spec"]);
         assert!(spec["properties"]["template"].is_object());
         assert!(api.kind_schema("autoscaling", "v1", "Scale").is_some());
-        assert!(
-            api.kind_schema("rbac.authorization.k8s.io", "v1", "Role")
-                .is_none()
-        );
+        assert!(api.kind_schema("rbac.authorization.k8s.io", "v1", "Role").is_none());
     }
 }

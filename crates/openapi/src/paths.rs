@@ -115,34 +115,17 @@ fn add_resource(paths: &mut Map<String, Value>, key: &str, r: &ApiResource, info
             "status" => (target.clone(), "Status", info.def.as_str()),
             "scale" => {
                 let gvk = json!({"group": "autoscaling", "kind": "Scale", "version": "v1"});
-                (
-                    Target {
-                        gvk,
-                        ..target.clone()
-                    },
-                    "Scale",
-                    schemas::SCALE,
-                )
+                (Target { gvk, ..target.clone() }, "Scale", schemas::SCALE)
             }
             // Action subresources (log, exec, eviction, ...) have no schema kubectl reads.
             _ => continue,
         };
         let path = format!("{item}/{sub}");
-        paths.insert(
-            path,
-            object_item(&target, suffix, def, info.builtin, params(true)),
-        );
+        paths.insert(path, object_item(&target, suffix, def, info.builtin, params(true)));
     }
     if r.namespaced {
         let id = format!("list{}{}ForAllNamespaces", target.ident, r.kind);
-        let list = operation(
-            &target,
-            "list",
-            id,
-            LIST,
-            None,
-            responses(&["200"], list_def, true),
-        );
+        let list = operation(&target, "list", id, LIST, None, responses(&["200"], list_def, true));
         paths.insert(
             format!("/{key}/{}", r.plural),
             json!({"get": list, "parameters": [query(&PRETTY)]}),
@@ -190,14 +173,7 @@ fn object_item(t: &Target, suffix: &str, def: &str, strategic: bool, parameters:
     item
 }
 
-fn operation(
-    t: &Target,
-    action: &str,
-    id: String,
-    params: &[Param],
-    body: Option<Value>,
-    responses: Value,
-) -> Value {
+fn operation(t: &Target, action: &str, id: String, params: &[Param], body: Option<Value>, responses: Value) -> Value {
     let mut op = Map::new();
     op.insert("operationId".into(), id.into());
     op.insert("tags".into(), json!([t.tag]));
@@ -245,10 +221,7 @@ fn patch_body(strategic: bool) -> Value {
 
 fn responses(codes: &[&str], def: &str, watchable: bool) -> Value {
     let mut content = Map::new();
-    content.insert(
-        "application/json".into(),
-        json!({"schema": schema_ref(def)}),
-    );
+    content.insert("application/json".into(), json!({"schema": schema_ref(def)}));
     if watchable {
         content.insert(
             "application/json;stream=watch".into(),
@@ -262,10 +235,7 @@ fn responses(codes: &[&str], def: &str, watchable: bool) -> Value {
             "202" => "Accepted",
             _ => "OK",
         };
-        out.insert(
-            code.into(),
-            json!({"description": description, "content": content}),
-        );
+        out.insert(code.into(), json!({"description": description, "content": content}));
     }
     out.insert("401".into(), json!({"description": "Unauthorized"}));
     Value::Object(out)
@@ -290,36 +260,46 @@ mod params {
 
     pub(super) const PRETTY: Param = ("pretty", "string", "If 'true', the output is pretty-printed.");
     pub(super) const DRY_RUN: Param = ("dryRun", "string", "When 'All', the request is validated but not persisted.");
-    pub(super) const FIELD_MANAGER: Param = ("fieldManager", "string", "Name of the actor making the change, recorded in managedFields.");
-    pub(super) const FIELD_VALIDATION: Param = ("fieldValidation", "string", "How to treat unknown or duplicate fields in the body: Ignore, Warn or Strict.");
-    pub(super) const FORCE: Param = ("force", "boolean", "For apply patches: take ownership of fields other managers own.");
-    pub(super) const LABEL_SELECTOR: Param = ("labelSelector", "string", "Only objects whose labels match this selector.");
-    pub(super) const FIELD_SELECTOR: Param = ("fieldSelector", "string", "Only objects whose fields match this selector.");
-    pub(super) const LIMIT: Param = ("limit", "integer", "At most this many items; the rest come with the returned continue token.");
-    pub(super) const CONTINUE: Param = ("continue", "string", "Token from a previous limited list, to fetch the next page.");
-    pub(super) const RESOURCE_VERSION: Param = ("resourceVersion", "string", "Resource version the result must be at least as new as (or exactly, see resourceVersionMatch).");
-    pub(super) const RESOURCE_VERSION_MATCH: Param = ("resourceVersionMatch", "string", "How resourceVersion applies: Exact or NotOlderThan.");
+    pub(super) const FIELD_MANAGER: Param =
+        ("fieldManager", "string", "Who makes the change, as recorded in managedFields.");
+    pub(super) const FIELD_VALIDATION: Param =
+        ("fieldValidation", "string", "Unknown or duplicate fields in the body: Ignore, Warn or Strict.");
+    pub(super) const FORCE: Param =
+        ("force", "boolean", "For apply patches: take ownership of fields other managers own.");
+    pub(super) const LABEL_SELECTOR: Param =
+        ("labelSelector", "string", "Only objects whose labels match this selector.");
+    pub(super) const FIELD_SELECTOR: Param =
+        ("fieldSelector", "string", "Only objects whose fields match this selector.");
+    pub(super) const LIMIT: Param = ("limit", "integer", "At most this many items; a continue token fetches the rest.");
+    pub(super) const CONTINUE: Param =
+        ("continue", "string", "Token from a previous limited list, to fetch the next page.");
+    pub(super) const RESOURCE_VERSION: Param =
+        ("resourceVersion", "string", "Version the result must be at least as new as (see resourceVersionMatch).");
+    pub(super) const RESOURCE_VERSION_MATCH: Param =
+        ("resourceVersionMatch", "string", "How resourceVersion applies: Exact or NotOlderThan.");
     pub(super) const WATCH: Param = ("watch", "boolean", "Stream changes instead of returning a list.");
-    pub(super) const ALLOW_WATCH_BOOKMARKS: Param = ("allowWatchBookmarks", "boolean", "Ask for BOOKMARK events during a watch.");
-    pub(super) const SEND_INITIAL_EVENTS: Param = ("sendInitialEvents", "boolean", "With watch: start with synthetic events for the current state.");
-    pub(super) const TIMEOUT_SECONDS: Param = ("timeoutSeconds", "integer", "End the list or watch call after this many seconds.");
-    pub(super) const GRACE_PERIOD_SECONDS: Param = ("gracePeriodSeconds", "integer", "Seconds before the object is deleted; 0 deletes at once.");
+    pub(super) const ALLOW_WATCH_BOOKMARKS: Param =
+        ("allowWatchBookmarks", "boolean", "Ask for BOOKMARK events during a watch.");
+    pub(super) const SEND_INITIAL_EVENTS: Param =
+        ("sendInitialEvents", "boolean", "With watch: begin with events for the current state.");
+    pub(super) const TIMEOUT_SECONDS: Param =
+        ("timeoutSeconds", "integer", "End the list or watch call after this many seconds.");
+    pub(super) const GRACE_PERIOD_SECONDS: Param =
+        ("gracePeriodSeconds", "integer", "Seconds before the object is deleted; 0 deletes at once.");
     pub(super) const ORPHAN_DEPENDENTS: Param = ("orphanDependents", "boolean", "Deprecated: use propagationPolicy.");
-    pub(super) const PROPAGATION_POLICY: Param = ("propagationPolicy", "string", "How dependents are garbage collected: Orphan, Background or Foreground.");
+    pub(super) const PROPAGATION_POLICY: Param =
+        ("propagationPolicy", "string", "How dependents are collected: Orphan, Background or Foreground.");
 
     pub(super) const WRITE: &[Param] = &[DRY_RUN, FIELD_MANAGER, FIELD_VALIDATION];
     pub(super) const PATCH: &[Param] = &[DRY_RUN, FIELD_MANAGER, FIELD_VALIDATION, FORCE];
-    pub(super) const DELETE: &[Param] = &[
-        DRY_RUN, GRACE_PERIOD_SECONDS, ORPHAN_DEPENDENTS, PROPAGATION_POLICY,
-    ];
+    pub(super) const DELETE: &[Param] = &[DRY_RUN, GRACE_PERIOD_SECONDS, ORPHAN_DEPENDENTS, PROPAGATION_POLICY];
     pub(super) const LIST: &[Param] = &[
         ALLOW_WATCH_BOOKMARKS, CONTINUE, FIELD_SELECTOR, LABEL_SELECTOR, LIMIT, RESOURCE_VERSION,
         RESOURCE_VERSION_MATCH, SEND_INITIAL_EVENTS, TIMEOUT_SECONDS, WATCH,
     ];
     pub(super) const DELETE_COLLECTION: &[Param] = &[
-        CONTINUE, DRY_RUN, FIELD_SELECTOR, GRACE_PERIOD_SECONDS, LABEL_SELECTOR, LIMIT,
-        ORPHAN_DEPENDENTS, PROPAGATION_POLICY, RESOURCE_VERSION, RESOURCE_VERSION_MATCH,
-        SEND_INITIAL_EVENTS, TIMEOUT_SECONDS,
+        CONTINUE, DRY_RUN, FIELD_SELECTOR, GRACE_PERIOD_SECONDS, LABEL_SELECTOR, LIMIT, ORPHAN_DEPENDENTS,
+        PROPAGATION_POLICY, RESOURCE_VERSION, RESOURCE_VERSION_MATCH, SEND_INITIAL_EVENTS, TIMEOUT_SECONDS,
     ];
 }
 
@@ -374,10 +354,7 @@ fn collect_refs(node: &Value, out: &mut Vec<String>) {
     match node {
         Value::Object(map) => {
             for (key, child) in map {
-                match (
-                    key.as_str(),
-                    child.as_str().and_then(|r| r.strip_prefix(REF_PREFIX)),
-                ) {
+                match (key.as_str(), child.as_str().and_then(|r| r.strip_prefix(REF_PREFIX))) {
                     ("$ref", Some(name)) => out.push(name.to_owned()),
                     _ => collect_refs(child, out),
                 }
@@ -433,12 +410,7 @@ mod tests {
 
     #[test]
     fn every_patch_operation_accepts_field_validation() {
-        for key in [
-            "api/v1",
-            "apis/apps/v1",
-            "apis/batch/v1",
-            "apis/example.com/v1",
-        ] {
+        for key in ["api/v1", "apis/apps/v1", "apis/batch/v1", "apis/example.com/v1"] {
             let doc = doc(key);
             let ops: Vec<&Value> = doc["paths"]
                 .as_object()
@@ -449,11 +421,7 @@ mod tests {
             assert!(!ops.is_empty());
             for op in ops {
                 for param in ["fieldValidation", "dryRun", "fieldManager", "force"] {
-                    assert!(
-                        has_query_param(op, param),
-                        "{key} {}: {param}",
-                        op["operationId"]
-                    );
+                    assert!(has_query_param(op, param), "{key} {}: {param}", op["operationId"]);
                 }
                 assert_eq!(op["x-kubernetes-action"], "patch");
             }
@@ -463,11 +431,7 @@ mod tests {
     #[test]
     fn deployment_patch_offers_strategic_merge() {
         let doc = doc("apis/apps/v1");
-        let op = patch_op(
-            &doc,
-            &json!({"group": "apps", "kind": "Deployment", "version": "v1"}),
-        )
-        .expect("patch op");
+        let op = patch_op(&doc, &json!({"group": "apps", "kind": "Deployment", "version": "v1"})).expect("patch op");
         let content = op["requestBody"]["content"].as_object().expect("content");
         for t in [
             "application/apply-patch+yaml",
@@ -478,17 +442,11 @@ mod tests {
             assert!(content.contains_key(t), "{t}");
         }
         let item = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"];
-        assert_eq!(
-            item["patch"]["operationId"],
-            "patchAppsV1NamespacedDeployment"
-        );
+        assert_eq!(item["patch"]["operationId"], "patchAppsV1NamespacedDeployment");
         assert_eq!(item["delete"]["x-kubernetes-action"], "delete");
         let collection = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments"];
         assert_eq!(collection["get"]["x-kubernetes-action"], "list");
-        assert_eq!(
-            collection["delete"]["x-kubernetes-action"],
-            "deletecollection"
-        );
+        assert_eq!(collection["delete"]["x-kubernetes-action"], "deletecollection");
         assert!(has_query_param(&collection["get"], "labelSelector"));
         assert!(has_query_param(&collection["get"], "watch"));
         let all = &doc["paths"]["/apis/apps/v1/deployments"]["get"];
@@ -498,8 +456,7 @@ mod tests {
     #[test]
     fn scale_subresource_uses_autoscaling_scale() {
         let doc = doc("apis/apps/v1");
-        let scale =
-            &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale"]["patch"];
+        let scale = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale"]["patch"];
         assert_eq!(
             scale["x-kubernetes-group-version-kind"],
             json!({"group": "autoscaling", "kind": "Scale", "version": "v1"})
@@ -509,12 +466,8 @@ mod tests {
             scale["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
             "#/components/schemas/io.k8s.api.autoscaling.v1.Scale"
         );
-        let status = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/status"]
-            ["patch"];
-        assert_eq!(
-            status["x-kubernetes-group-version-kind"]["kind"],
-            "Deployment"
-        );
+        let status = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/status"]["patch"];
+        assert_eq!(status["x-kubernetes-group-version-kind"]["kind"], "Deployment");
     }
 
     #[test]
@@ -555,14 +508,8 @@ mod tests {
     #[test]
     fn names_follow_upstream() {
         assert_eq!(ident("", "v1"), "CoreV1");
-        assert_eq!(
-            ident("rbac.authorization.k8s.io", "v1"),
-            "RbacAuthorizationV1"
-        );
-        assert_eq!(
-            tag("rbac.authorization.k8s.io", "v1"),
-            "rbacAuthorization_v1"
-        );
+        assert_eq!(ident("rbac.authorization.k8s.io", "v1"), "RbacAuthorizationV1");
+        assert_eq!(tag("rbac.authorization.k8s.io", "v1"), "rbacAuthorization_v1");
         assert_eq!(tag("", "v1"), "core_v1");
         assert_eq!(fnv1a(b""), "CBF29CE484222325");
     }

@@ -80,9 +80,7 @@ impl Catalog {
             let gvk = (r.group.clone(), r.version.clone(), r.kind.clone());
             (gvk, Some(r.list_kind.as_str()))
         });
-        let extras = EXTRAS
-            .iter()
-            .map(|&(g, v, k)| ((g.into(), v.into(), k.into()), None));
+        let extras = EXTRAS.iter().map(|&(g, v, k)| ((g.into(), v.into(), k.into()), None));
         // A Vec keeps generation order, so equal inputs give byte-equal documents and hashes.
         let mut order: Vec<(Gvk, Option<&str>)> = Vec::new();
         let mut kinds = HashMap::new();
@@ -95,14 +93,7 @@ impl Catalog {
                 None => (custom_def_name(&gvk), false),
             };
             let list_def = list_kind.map(|list| sibling_name(&def, list));
-            kinds.insert(
-                gvk.clone(),
-                KindInfo {
-                    def,
-                    list_def,
-                    builtin,
-                },
-            );
+            kinds.insert(gvk.clone(), KindInfo { def, list_def, builtin });
             order.push((gvk, list_kind));
         }
 
@@ -135,8 +126,7 @@ impl Catalog {
 
     /// The catalog's entry for a kind, if it was generated.
     pub(crate) fn kind(&self, group: &str, version: &str, kind: &str) -> Option<&KindInfo> {
-        self.kinds
-            .get(&(group.to_owned(), version.to_owned(), kind.to_owned()))
+        self.kinds.get(&(group.to_owned(), version.to_owned(), kind.to_owned()))
     }
 }
 
@@ -176,10 +166,7 @@ fn upstream_scalars(defs: &mut Map<String, Value>) {
             INT_OR_STRING,
             json!({"format": "int-or-string", "oneOf": [{"type": "integer"}, {"type": "string"}]}),
         ),
-        (
-            QUANTITY,
-            json!({"oneOf": [{"type": "string"}, {"type": "number"}]}),
-        ),
+        (QUANTITY, json!({"oneOf": [{"type": "string"}, {"type": "number"}]})),
     ];
     for (name, shape) in shapes {
         if let Some(Value::Object(schema)) = defs.get_mut(name) {
@@ -266,12 +253,8 @@ fn subschemas_mut(schema: &mut Map<String, Value>) -> impl Iterator<Item = &mut 
         .flat_map(|(keyword, child)| -> Box<dyn Iterator<Item = &mut Value>> {
             match (keyword.as_str(), child) {
                 ("properties", Value::Object(props)) => Box::new(props.values_mut()),
-                ("items" | "additionalProperties" | "not", child) => {
-                    Box::new(std::iter::once(child))
-                }
-                ("allOf" | "anyOf" | "oneOf", Value::Array(alternatives)) => {
-                    Box::new(alternatives.iter_mut())
-                }
+                ("items" | "additionalProperties" | "not", child) => Box::new(std::iter::once(child)),
+                ("allOf" | "anyOf" | "oneOf", Value::Array(alternatives)) => Box::new(alternatives.iter_mut()),
                 _ => Box::new(std::iter::empty()),
             }
         })
@@ -294,9 +277,7 @@ mod tests {
                     .iter()
                     .for_each(|(p, s)| assert_refs_alone(s, &format!("{at}.{p}"))),
                 ("items" | "additionalProperties", child) => assert_refs_alone(child, at),
-                ("allOf" | "oneOf" | "anyOf", Value::Array(xs)) => {
-                    xs.iter().for_each(|s| assert_refs_alone(s, at))
-                }
+                ("allOf" | "oneOf" | "anyOf", Value::Array(xs)) => xs.iter().for_each(|s| assert_refs_alone(s, at)),
                 _ => {}
             }
         }
@@ -317,8 +298,8 @@ mod tests {
             json!([{"type": "string"}, {"type": "number"}])
         );
         // JSONSchemaProps has a property literally named `$ref`; it must survive.
-        let props = &catalog.defs["io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps"]
-            ["properties"];
+        let props =
+            &catalog.defs["io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps"]["properties"];
         assert_eq!(props["$ref"]["type"], "string");
     }
 
@@ -335,10 +316,7 @@ mod tests {
         let catalog = Catalog::build([&priority], Descriptions::Drop);
         let schema = &catalog.defs["io.k8s.api.scheduling.v1.PriorityClass"];
         assert!(schema.get("description").is_none());
-        assert_eq!(
-            schema["properties"]["description"],
-            json!({"type": "string"})
-        );
+        assert_eq!(schema["properties"]["description"], json!({"type": "string"}));
         let meta = &catalog.defs[OBJECT_META]["properties"]["ownerReferences"];
         assert_eq!(meta["x-kubernetes-patch-merge-key"], "uid");
     }
@@ -353,10 +331,7 @@ mod tests {
         );
         assert!(deployment.get("required").is_none());
         let list = &catalog.defs["io.k8s.api.apps.v1.DeploymentList"];
-        assert_eq!(
-            list["x-kubernetes-group-version-kind"][0]["kind"],
-            "DeploymentList"
-        );
+        assert_eq!(list["x-kubernetes-group-version-kind"][0]["kind"], "DeploymentList");
         assert_eq!(list["required"], json!(["items"]));
         assert_eq!(
             catalog.defs["io.k8s.api.core.v1.Event"]["required"],
@@ -369,22 +344,12 @@ mod tests {
 
     #[test]
     fn custom_kinds_are_named_like_upstream_and_open() {
-        let widget =
-            crate::testing::resource("stable.example.com", "v1", "Widget", "widgets", true, &[]);
+        let widget = crate::testing::resource("stable.example.com", "v1", "Widget", "widgets", true, &[]);
         let catalog = Catalog::build([&widget], Descriptions::Keep);
-        let info = catalog
-            .kind("stable.example.com", "v1", "Widget")
-            .expect("widget");
+        let info = catalog.kind("stable.example.com", "v1", "Widget").expect("widget");
         assert!(!info.builtin);
         assert_eq!(info.def, "com.example.stable.v1.Widget");
-        assert_eq!(
-            catalog.defs[&info.def]["x-kubernetes-preserve-unknown-fields"],
-            true
-        );
-        assert!(
-            catalog
-                .defs
-                .contains_key("com.example.stable.v1.WidgetList")
-        );
+        assert_eq!(catalog.defs[&info.def]["x-kubernetes-preserve-unknown-fields"], true);
+        assert!(catalog.defs.contains_key("com.example.stable.v1.WidgetList"));
     }
 }

@@ -18,13 +18,7 @@ pub fn unknown_fields(schema: &SchemaRef, obj: &Value) -> Vec<String> {
     found
 }
 
-fn walk(
-    schema: &SchemaRef,
-    node: &Value,
-    value: &Value,
-    path: &mut String,
-    found: &mut Vec<String>,
-) {
+fn walk(schema: &SchemaRef, node: &Value, value: &Value, path: &mut String, found: &mut Vec<String>) {
     let node = schema.resolve(node);
     match value {
         Value::Object(fields) => {
@@ -127,9 +121,7 @@ mod tests {
         let config_map = api.kind_schema("", "v1", "ConfigMap").expect("schema");
         let obj = json!({"metadata": {"name": "c"}, "data": {"any": "thing"}, "binaryData": {}});
         assert!(unknown_fields(&config_map, &obj).is_empty());
-        let widget = api
-            .kind_schema("example.com", "v1", "Widget")
-            .expect("schema");
+        let widget = api.kind_schema("example.com", "v1", "Widget").expect("schema");
         let obj = json!({"metadata": {"name": "w", "bad": 1}, "spec": {"size": 3}});
         assert_eq!(unknown_fields(&widget, &obj), ["metadata.bad"]);
     }

@@ -61,9 +61,7 @@ impl PatchError {
             | PatchError::NotAnObject { .. }
             | PatchError::UnknownDirective { .. }
             | PatchError::InvalidDirective { .. } => 400,
-            PatchError::JsonPatchFailed(_)
-            | PatchError::MissingMergeKey { .. }
-            | PatchError::Unmergeable { .. } => 422,
+            PatchError::JsonPatchFailed(_) | PatchError::MissingMergeKey { .. } | PatchError::Unmergeable { .. } => 422,
         }
     }
 }

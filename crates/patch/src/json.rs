@@ -39,8 +39,8 @@ pub fn json_patch(original: &Value, patch: &Value) -> Result<Value, PatchError> 
             "a JSON patch must be an array of operations".to_owned(),
         ));
     }
-    let ops: ::json_patch::Patch = serde_json::from_value(patch.clone())
-        .map_err(|e| PatchError::InvalidJsonPatch(e.to_string()))?;
+    let ops: ::json_patch::Patch =
+        serde_json::from_value(patch.clone()).map_err(|e| PatchError::InvalidJsonPatch(e.to_string()))?;
     let mut doc = original.clone();
     ::json_patch::patch(&mut doc, &ops).map_err(|e| PatchError::JsonPatchFailed(e.to_string()))?;
     Ok(doc)
@@ -57,10 +57,7 @@ mod tests {
         let original = json!({"a": 1, "b": {"c": 2, "d": 3}, "l": [1, 2], "z": 0});
         let patch = json!({"a": null, "b": {"c": null, "e": 4}, "l": [3], "n": {"x": null}});
         let merged = json_merge(&original, &patch).unwrap();
-        assert_eq!(
-            merged,
-            json!({"b": {"d": 3, "e": 4}, "l": [3], "z": 0, "n": {}})
-        );
+        assert_eq!(merged, json!({"b": {"d": 3, "e": 4}, "l": [3], "z": 0, "n": {}}));
     }
 
     #[test]
@@ -73,14 +70,8 @@ mod tests {
 
     #[test]
     fn merge_with_non_object_patch_replaces_document() {
-        assert_eq!(
-            json_merge(&json!({"a": 1}), &json!([1])).unwrap(),
-            json!([1])
-        );
-        assert_eq!(
-            json_merge(&json!("x"), &json!({"a": 1})).unwrap(),
-            json!({"a": 1})
-        );
+        assert_eq!(json_merge(&json!({"a": 1}), &json!([1])).unwrap(), json!([1]));
+        assert_eq!(json_merge(&json!("x"), &json!({"a": 1})).unwrap(), json!({"a": 1}));
     }
 
     #[test]

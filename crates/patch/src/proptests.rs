@@ -23,10 +23,7 @@ fn leaf() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Bool),
         (-3i64..4).prop_map(Value::from),
         Just(json!(1.0)),
-        prop::sample::select(vec![
-            "a", "b", "delete", "replace", "merge", "name", "/x", "/0"
-        ])
-        .prop_map(Value::from),
+        prop::sample::select(vec!["a", "b", "delete", "replace", "merge", "name", "/x", "/0"]).prop_map(Value::from),
     ]
 }
 
@@ -34,14 +31,8 @@ fn json_with(keys: Vec<&'static str>) -> impl Strategy<Value = Value> {
     leaf().prop_recursive(4, 48, 4, move |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::vec((prop::sample::select(keys.clone()), inner), 0..5).prop_map(
-                |entries| Value::Object(
-                    entries
-                        .into_iter()
-                        .map(|(k, v)| (k.to_owned(), v))
-                        .collect()
-                )
-            ),
+            prop::collection::vec((prop::sample::select(keys.clone()), inner), 0..5)
+                .prop_map(|entries| Value::Object(entries.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())),
         ]
     })
 }
@@ -58,23 +49,12 @@ fn plain_object() -> impl Strategy<Value = Value> {
         ),
         0..5,
     )
-    .prop_map(|entries| {
-        Value::Object(
-            entries
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v))
-                .collect(),
-        )
-    })
+    .prop_map(|entries| Value::Object(entries.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()))
 }
 
 fn json_patch_ops() -> impl Strategy<Value = Value> {
-    let op = prop::sample::select(vec![
-        "add", "remove", "replace", "move", "copy", "test", "bogus",
-    ]);
-    let path = prop::sample::select(vec![
-        "", "/", "/x", "/map/x", "/list/0", "/list/-", "/list/9", "x",
-    ]);
+    let op = prop::sample::select(vec!["add", "remove", "replace", "move", "copy", "test", "bogus"]);
+    let path = prop::sample::select(vec!["", "/", "/x", "/map/x", "/list/0", "/list/-", "/list/9", "x"]);
     prop::collection::vec((op, path.clone(), path, any_json()), 0..4).prop_map(|ops| {
         Value::Array(
             ops.into_iter()

@@ -41,6 +41,13 @@ pub fn decode(media_type: &str, bytes: &[u8]) -> Result<Value, ApiError> {
             serde_saphyr::from_str::<Value>(text)
                 .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
         }
+        kate_protobuf::CONTENT_TYPE => match kate_protobuf::decode(bytes) {
+            Ok(decoded) => Ok(decoded.object),
+            Err(kate_protobuf::DecodeError::UnknownKind { api_version, kind }) => Err(
+                ApiError::unsupported_media_type(&format!("{media_type} for {api_version}/{kind}")),
+            ),
+            Err(e) => Err(ApiError::bad_request(format!("error decoding protobuf body: {e}"))),
+        },
         other => Err(ApiError::unsupported_media_type(other)),
     }
 }

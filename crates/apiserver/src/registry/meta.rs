@@ -36,19 +36,24 @@ pub fn check_type(
     let Some(map) = obj.as_object_mut() else {
         return Err(ApiError::bad_request("the body of the request must be a JSON object"));
     };
+    if map.get("metadata").is_some_and(|m| !m.is_object() && !m.is_null()) {
+        return Err(ApiError::bad_request("metadata must be a JSON object"));
+    }
     if let Some(v) = map.get("apiVersion").and_then(Value::as_str).filter(|v| !v.is_empty())
-        && v != expect_api_version {
-            return Err(ApiError::bad_request(format!(
-                "the API version in the data ({v}) does not match the expected API version ({expect_api_version})"
-            )));
-        }
+        && v != expect_api_version
+    {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({v}) does not match the expected API version ({expect_api_version})"
+        )));
+    }
     if let Some(k) = map.get("kind").and_then(Value::as_str).filter(|k| !k.is_empty())
-        && k != expect_kind {
-            return Err(ApiError::bad_request(format!(
-                "the kind in the data ({k}) does not match the expected kind ({expect_kind}) for {}",
-                def.qualified()
-            )));
-        }
+        && k != expect_kind
+    {
+        return Err(ApiError::bad_request(format!(
+            "the kind in the data ({k}) does not match the expected kind ({expect_kind}) for {}",
+            def.qualified()
+        )));
+    }
     map.insert("apiVersion".into(), json!(expect_api_version));
     map.insert("kind".into(), json!(expect_kind));
     Ok(())

@@ -1,9 +1,12 @@
 //! The generic registry: one implementation of get, list, create, update, patch and delete for
 //! every kind, with the per-kind differences supplied by its [`Strategy`](crate::strategy::Strategy).
 
+pub mod allocate;
 mod list;
 pub mod meta;
 mod patch;
+#[cfg(test)]
+mod proptests;
 mod scale;
 mod write;
 
@@ -32,6 +35,10 @@ pub struct Registry {
     pub catalog: Arc<Catalog>,
     /// The published schemas (patching and unknown-field checks use them too).
     pub openapi: Arc<OpenApi>,
+    /// Service cluster IPs and node ports.
+    services: allocate::ServiceAllocator,
+    /// Held from allocation until the write lands, so two services never get one address.
+    allocation: tokio::sync::Mutex<()>,
     /// The newest revision this server wrote: reads wait for the cache to reach it, so a client
     /// always reads its own writes.
     last_write: AtomicI64,
@@ -46,11 +53,14 @@ impl Registry {
         openapi: Arc<OpenApi>,
     ) -> Registry {
         let last_write = AtomicI64::new(cache.revision());
+        let (network, prefix) = allocate::DEFAULT_SERVICE_CIDR;
         Registry {
             store,
             cache,
             catalog,
             openapi,
+            services: allocate::ServiceAllocator::new(network, prefix),
+            allocation: tokio::sync::Mutex::new(()),
             last_write,
         }
     }
@@ -72,6 +82,31 @@ impl Registry {
         self.cache
             .get(&def.key(ns, name))
             .ok_or_else(|| ApiError::not_found(def.group, def.plural, name))
+    }
+
+    /// The address the `kubernetes` service gets.
+    pub fn apiserver_service_ip(&self) -> std::net::Ipv4Addr {
+        self.services.first()
+    }
+
+    /// Assigns service addresses; the returned guard must be held until the write is stored.
+    async fn allocate(
+        &self,
+        def: &ResourceDef,
+        obj: &mut Value,
+        old: Option<&Value>,
+    ) -> Result<Option<tokio::sync::MutexGuard<'_, ()>>, ApiError> {
+        if !(def.group.is_empty() && def.plural == "services") {
+            return Ok(None);
+        }
+        let guard = self.allocation.lock().await;
+        self.sync().await;
+        let (existing, _) = self.cache.list(&def.key_prefix());
+        let name = meta::meta_str(obj, "name").unwrap_or("").to_string();
+        self.services
+            .assign(obj, old, &existing)
+            .map_err(|causes| allocate::invalid(&name, causes))?;
+        Ok(Some(guard))
     }
 
     /// Whether the namespace exists and is not terminating, as creates in it require.

@@ -68,19 +68,21 @@ impl Registry {
                 }
                 Err(e) => return Err(e),
             };
-            let patched = apply_patch(&current, patch, ty, schema.as_ref())?;
+            let mut patched = apply_patch(&current, patch, ty, schema.as_ref())?;
+            super::meta::check_type(def, &mut patched, def.kind, &def.api_version())?;
             let pinned = meta_str(&patched, "resourceVersion")
                 .filter(|rv| !rv.is_empty())
                 .map(String::from);
             if let Some(rv) = &pinned
-                && *rv != kv.mod_revision.to_string() {
-                    return Err(ApiError::conflict(
-                        def.group,
-                        def.plural,
-                        name,
-                        "the object has been modified; please apply your changes to the latest version and try again",
-                    ));
-                }
+                && *rv != kv.mod_revision.to_string()
+            {
+                return Err(ApiError::conflict(
+                    def.group,
+                    def.plural,
+                    name,
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                ));
+            }
             if meta_str(&patched, "name").is_some_and(|n| n != name) {
                 return Err(ApiError::bad_request(format!(
                     "the name of the object ({}) does not match the name on the URL ({name})",

@@ -54,14 +54,15 @@ impl Registry {
                 .pointer("/metadata/resourceVersion")
                 .and_then(Value::as_str)
                 .filter(|rv| !rv.is_empty())
-                && rv != kv.mod_revision.to_string() {
-                    return Err(ApiError::conflict(
-                        def.group,
-                        def.plural,
-                        name,
-                        "the object has been modified; please apply your changes to the latest version and try again",
-                    ));
-                }
+                && rv != kv.mod_revision.to_string()
+            {
+                return Err(ApiError::conflict(
+                    def.group,
+                    def.plural,
+                    name,
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                ));
+            }
             let Some(replicas) = scale.pointer("/spec/replicas").and_then(Value::as_i64) else {
                 return Err(ApiError::bad_request("Scale.spec.replicas must be an integer"));
             };

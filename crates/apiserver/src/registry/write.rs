@@ -74,17 +74,18 @@ impl Registry {
             .map_err(|e| ApiError::bad_request(format!("error decoding {}: {e}", def.kind)))?;
         let mut warnings = Vec::new();
         if opts.field_validation != FieldValidation::Ignore
-            && let Some(schema) = self.openapi.kind_schema(def.group, def.version, def.kind) {
-                let unknown = kate_openapi::unknown_fields(&schema, obj);
-                if !unknown.is_empty() && opts.field_validation == FieldValidation::Strict {
-                    let listed: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
-                    return Err(ApiError::bad_request(format!(
-                        "strict decoding error: {}",
-                        listed.join(", ")
-                    )));
-                }
-                warnings.extend(unknown.iter().map(|f| format!("unknown field \"{f}\"")));
+            && let Some(schema) = self.openapi.kind_schema(def.group, def.version, def.kind)
+        {
+            let unknown = kate_openapi::unknown_fields(&schema, obj);
+            if !unknown.is_empty() && opts.field_validation == FieldValidation::Strict {
+                let listed: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+                return Err(ApiError::bad_request(format!(
+                    "strict decoding error: {}",
+                    listed.join(", ")
+                )));
             }
+            warnings.extend(unknown.iter().map(|f| format!("unknown field \"{f}\"")));
+        }
         def.strategy.default(obj);
         let name = meta_str(obj, "name").unwrap_or("").to_string();
         let mut causes: Vec<Cause> = validation::validate_name(&name, def.strategy.name_rule());
@@ -120,10 +121,13 @@ impl Registry {
             self.check_namespace_open(ns).await?;
         }
         meta::init_system_fields(def, &mut obj);
-        if def.has(Subresource::Status) && def.strategy.reset_status_on_create()
-            && let Some(map) = obj.as_object_mut() {
-                map.remove("status");
-            }
+        if def.has(Subresource::Status)
+            && def.strategy.reset_status_on_create()
+            && let Some(map) = obj.as_object_mut()
+        {
+            map.remove("status");
+        }
+        let _allocation = self.allocate(def, &mut obj, None).await?;
         let warnings = self.admit(def, &mut obj, None, opts)?;
         def.strategy.prepare_create(&mut obj);
         if opts.dry_run {
@@ -187,14 +191,15 @@ impl Registry {
         }
         let (kv, current) = self.current(def, ns, name).await?;
         if let Some(rv) = meta_str(&obj, "resourceVersion").filter(|rv| !rv.is_empty())
-            && rv != kv.mod_revision.to_string() {
-                return Err(ApiError::conflict(
-                    def.group,
-                    def.plural,
-                    name,
-                    "the object has been modified; please apply your changes to the latest version and try again",
-                ));
-            }
+            && rv != kv.mod_revision.to_string()
+        {
+            return Err(ApiError::conflict(
+                def.group,
+                def.plural,
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ));
+        }
         self.replace(def, ns, name, obj, &kv, &current, sub, opts).await
     }
 
@@ -236,6 +241,7 @@ impl Registry {
             _ => {}
         }
         meta::carry_system_fields(def, &mut obj, current);
+        let _allocation = self.allocate(def, &mut obj, Some(current)).await?;
         let warnings = self.admit(def, &mut obj, Some(current), opts)?;
         if meta::same_content(&obj, current) {
             return Ok(Written {
@@ -302,29 +308,31 @@ impl Registry {
         loop {
             let (kv, current) = self.current(def, ns, name).await?;
             if let Some(uid) = &opts.precondition_uid
-                && meta_str(&current, "uid") != Some(uid.as_str()) {
-                    return Err(ApiError::conflict(
-                        def.group,
-                        def.plural,
-                        name,
-                        &format!(
-                            "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                            meta_str(&current, "uid").unwrap_or("")
-                        ),
-                    ));
-                }
+                && meta_str(&current, "uid") != Some(uid.as_str())
+            {
+                return Err(ApiError::conflict(
+                    def.group,
+                    def.plural,
+                    name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        meta_str(&current, "uid").unwrap_or("")
+                    ),
+                ));
+            }
             if let Some(rv) = &opts.precondition_rv
-                && *rv != kv.mod_revision.to_string() {
-                    return Err(ApiError::conflict(
-                        def.group,
-                        def.plural,
-                        name,
-                        &format!(
-                            "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                            kv.mod_revision
-                        ),
-                    ));
-                }
+                && *rv != kv.mod_revision.to_string()
+            {
+                return Err(ApiError::conflict(
+                    def.group,
+                    def.plural,
+                    name,
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        kv.mod_revision
+                    ),
+                ));
+            }
             let mut next = current.clone();
             let mut finalizers = meta::finalizers(&current);
             let policy_finalizer = match opts.propagation.as_deref() {

@@ -51,9 +51,10 @@ pub fn validate_selector_and_template(obj: &Value, old: Option<&Value>) -> Vec<C
         "spec.template.spec",
     ));
     if let Some(old) = old
-        && old.pointer("/spec/selector") != selector {
-            causes.push(Cause::immutable("spec.selector"));
-        }
+        && old.pointer("/spec/selector") != selector
+    {
+        causes.push(Cause::immutable("spec.selector"));
+    }
     if obj
         .pointer("/spec/replicas")
         .and_then(Value::as_i64)

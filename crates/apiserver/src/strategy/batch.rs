@@ -77,10 +77,10 @@ impl Strategy for JobStrategy {
         }
         if let Some(old) = old
             && old.pointer("/spec/template") != obj.pointer("/spec/template")
-                && old.pointer("/spec/suspend") != Some(&json!(true))
-            {
-                causes.push(Cause::immutable("spec.template"));
-            }
+            && old.pointer("/spec/suspend") != Some(&json!(true))
+        {
+            causes.push(Cause::immutable("spec.template"));
+        }
         causes
     }
 

@@ -25,13 +25,14 @@ impl Strategy for PodStrategy {
     fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
         let mut causes = validate_pod_spec(obj.get("spec").unwrap_or(&Value::Null), "spec");
         if let Some(old) = old
-            && mutable_view(obj.get("spec")) != mutable_view(old.get("spec")) {
-                causes.push(Cause {
+            && mutable_view(obj.get("spec")) != mutable_view(old.get("spec"))
+        {
+            causes.push(Cause {
                     reason: "FieldValueForbidden",
                     message: "Forbidden: pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)".into(),
                     field: "spec".into(),
                 });
-            }
+        }
         causes
     }
 
@@ -176,13 +177,14 @@ pub fn validate_pod_spec(spec: &Value, path: &str) -> Vec<Cause> {
         }
     }
     if let Some(policy) = spec.get("restartPolicy")
-        && !matches!(policy.as_str(), Some("Always" | "OnFailure" | "Never")) {
-            causes.push(Cause::not_supported(
-                format!("{path}.restartPolicy"),
-                policy,
-                &["Always", "OnFailure", "Never"],
-            ));
-        }
+        && !matches!(policy.as_str(), Some("Always" | "OnFailure" | "Never"))
+    {
+        causes.push(Cause::not_supported(
+            format!("{path}.restartPolicy"),
+            policy,
+            &["Always", "OnFailure", "Never"],
+        ));
+    }
     causes
 }
 

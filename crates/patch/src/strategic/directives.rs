@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use serde_json::{Map, Value};
 
 use super::path::Path;
-use super::schema::SchemaNode;
 use crate::PatchError;
+use crate::schema::SchemaNode;
 
 /// Key of the directive that says how the object containing it is applied.
 pub(crate) const MARKER: &str = "$patch";
@@ -16,10 +16,7 @@ const DELETE_FROM: &str = "$deleteFromPrimitiveList/";
 
 /// Whether a key is one of the directives, which must never reach a stored object.
 pub(crate) fn is_directive(key: &str) -> bool {
-    key == MARKER
-        || key == RETAIN_KEYS
-        || key.starts_with(SET_ORDER)
-        || key.starts_with(DELETE_FROM)
+    key == MARKER || key == RETAIN_KEYS || key.starts_with(SET_ORDER) || key.starts_with(DELETE_FROM)
 }
 
 /// The value of a `$patch` directive.
@@ -131,18 +128,9 @@ impl<'p> ObjectPatch<'p> {
     }
 }
 
-fn directive_list<'p>(
-    key: &str,
-    name: &str,
-    value: &'p Value,
-    path: &Path<'_>,
-) -> Result<&'p [Value], PatchError> {
+fn directive_list<'p>(key: &str, name: &str, value: &'p Value, path: &Path<'_>) -> Result<&'p [Value], PatchError> {
     if name.is_empty() {
-        return Err(invalid(
-            path,
-            key,
-            "the directive names no field".to_owned(),
-        ));
+        return Err(invalid(path, key, "the directive names no field".to_owned()));
     }
     value
         .as_array()

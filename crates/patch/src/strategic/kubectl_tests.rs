@@ -19,8 +19,7 @@ fn merge_list(item: &str, key: &str, strategy: &str) -> Value {
 }
 
 fn defs() -> Value {
-    let string_map =
-        json!({"type": "object", "additionalProperties": {"type": "string", "default": ""}});
+    let string_map = json!({"type": "object", "additionalProperties": {"type": "string", "default": ""}});
     json!({
         "io.k8s.api.apps.v1.Deployment": {"type": "object", "properties": {
             "apiVersion": {"type": "string"},
@@ -148,14 +147,10 @@ fn second_apply_updates_env_image_and_replicas() {
         rolling(),
         json!([{"name": "A", "value": "1"}, {"name": "C", "value": "3"}]),
     );
-    expected["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] =
-        json!("...");
+    expected["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] = json!("...");
     expected["spec"]["replicas"] = json!(3);
     expected["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:1.28");
-    assert_eq!(
-        apply("io.k8s.api.apps.v1.Deployment", &original, &patch),
-        expected
-    );
+    assert_eq!(apply("io.k8s.api.apps.v1.Deployment", &original, &patch), expected);
 }
 
 #[test]
@@ -197,10 +192,7 @@ fn rollout_restart_adds_template_annotation() {
     let mut expected = original.clone();
     expected["spec"]["template"]["metadata"]["annotations"] =
         json!({"kubectl.kubernetes.io/restartedAt": "2025-01-01T00:00:00Z"});
-    assert_eq!(
-        apply("io.k8s.api.apps.v1.Deployment", &original, &patch),
-        expected
-    );
+    assert_eq!(apply("io.k8s.api.apps.v1.Deployment", &original, &patch), expected);
 }
 
 #[test]

@@ -6,8 +6,8 @@ use super::directives::{MARKER, Marker, is_directive};
 use super::merge_item;
 use super::order::{missing_key, normalize, same};
 use super::path::Path;
-use super::schema::{FieldMeta, SchemaNode};
 use crate::PatchError;
+use crate::schema::{FieldMeta, SchemaNode};
 
 /// Merges a list whose schema has patch strategy `merge`.
 pub(crate) fn merge_list(
@@ -34,11 +34,7 @@ enum Items<'p> {
     Objects(Vec<&'p Map<String, Value>>),
 }
 
-fn classify<'p>(
-    base: &[Value],
-    patch: &'p [Value],
-    at: &Path<'_>,
-) -> Result<Items<'p>, PatchError> {
+fn classify<'p>(base: &[Value], patch: &'p [Value], at: &Path<'_>) -> Result<Items<'p>, PatchError> {
     let unmergeable = |reason: &str| PatchError::Unmergeable {
         path: at.to_string(),
         reason: reason.to_owned(),
@@ -53,9 +49,7 @@ fn classify<'p>(
     if objects != base.len() + patch.len() {
         return Err(unmergeable("the list mixes objects and scalar values"));
     }
-    Ok(Items::Objects(
-        patch.iter().filter_map(Value::as_object).collect(),
-    ))
+    Ok(Items::Objects(patch.iter().filter_map(Value::as_object).collect()))
 }
 
 /// Set union: the patch adds values the original lacks; duplicates collapse like upstream.
@@ -113,10 +107,7 @@ fn merge_objects(
     let server_ids: Vec<Value> = work.iter().filter_map(|w| w.get(key).cloned()).collect();
     for &(i, item, id) in &updates {
         let here = Path::Item(at, i);
-        match work
-            .iter()
-            .position(|w| w.get(key).is_some_and(|v| same(v, id)))
-        {
+        match work.iter().position(|w| w.get(key).is_some_and(|v| same(v, id))) {
             Some(pos) => {
                 let original = match std::mem::take(&mut work[pos]) {
                     Value::Object(map) => map,
@@ -124,12 +115,7 @@ fn merge_objects(
                 };
                 work[pos] = Value::Object(merge_item(original, item, item_schema, &here)?);
             }
-            None => work.push(Value::Object(merge_item(
-                Map::new(),
-                item,
-                item_schema,
-                &here,
-            )?)),
+            None => work.push(Value::Object(merge_item(Map::new(), item, item_schema, &here)?)),
         }
     }
     let wanted: Vec<&Value> = updates.iter().map(|&(_, _, id)| id).collect();

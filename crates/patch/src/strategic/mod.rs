@@ -12,7 +12,6 @@ mod directives;
 mod list;
 mod order;
 mod path;
-mod schema;
 
 #[cfg(test)]
 mod kubectl_tests;
@@ -22,17 +21,13 @@ mod tests;
 use serde_json::{Map, Value};
 
 use crate::PatchError;
+use crate::schema::{FieldMeta, SchemaNode};
+pub(crate) use directives::is_directive;
 use directives::{FieldPatch, Marker, ObjectPatch, invalid};
 use path::Path;
-use schema::FieldMeta;
-pub use schema::SchemaNode;
 
 /// Applies a strategic merge patch to `original` using the kind's OpenAPI `schema` (`None`: JSON-merge-like).
-pub fn strategic_merge(
-    original: &Value,
-    patch: &Value,
-    schema: Option<SchemaNode<'_>>,
-) -> Result<Value, PatchError> {
+pub fn strategic_merge(original: &Value, patch: &Value, schema: Option<SchemaNode<'_>>) -> Result<Value, PatchError> {
     let Value::Object(patch) = patch else {
         return Err(PatchError::NotAnObject {
             path: Path::Root.to_string(),
@@ -94,19 +89,10 @@ fn apply(
             set_field(&mut target, field.name, value, &meta, &here)?;
         }
         if let Some(order) = field.order {
-            order_field(
-                &mut target,
-                field,
-                order,
-                before.unwrap_or_default(),
-                &meta,
-                &here,
-            )?;
+            order_field(&mut target, field, order, before.unwrap_or_default(), &meta, &here)?;
         }
         // Removal runs after ordering, as upstream does; the two steps do not commute.
-        if let (Some(remove), Some(Value::Array(items))) =
-            (field.remove, target.get_mut(field.name))
-        {
+        if let (Some(remove), Some(Value::Array(items))) = (field.remove, target.get_mut(field.name)) {
             items.retain(|item| !remove.iter().any(|r| order::same(item, r)));
         }
     }
@@ -127,10 +113,7 @@ fn retain_keys(
         return Err(invalid(
             at,
             "$retainKeys",
-            format!(
-                "the patch sets {:?}, which the list does not retain",
-                field.name
-            ),
+            format!("the patch sets {:?}, which the list does not retain", field.name),
         ));
     }
     target.retain(|key, _| keep.contains(&key.as_str()));

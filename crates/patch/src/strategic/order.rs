@@ -28,12 +28,7 @@ fn position(ids: &[&Value], id: Option<&Value>) -> Option<usize> {
 
 /// Orders `merged`: items whose identity is in `wanted` follow that order, the others follow
 /// `server`, and both runs are interleaved the way upstream's `mergeSortedSlice` does.
-pub(crate) fn normalize(
-    merged: Vec<Value>,
-    wanted: &[&Value],
-    server: &[&Value],
-    key: Option<&str>,
-) -> Vec<Value> {
+pub(crate) fn normalize(merged: Vec<Value>, wanted: &[&Value], server: &[&Value], key: Option<&str>) -> Vec<Value> {
     let mut chosen = Vec::new();
     let mut rest = Vec::new();
     for item in merged {
@@ -99,8 +94,7 @@ pub(crate) fn validate(
                 return Err(invalid(
                     at,
                     "$setElementOrder",
-                    "the order of the patch list does not match the $setElementOrder list"
-                        .to_owned(),
+                    "the order of the patch list does not match the $setElementOrder list".to_owned(),
                 ));
             };
             if same(order_identity(candidate, j, key, at)?, id) {
@@ -141,10 +135,7 @@ fn order_identity<'v>(
         invalid(
             at,
             "$setElementOrder",
-            format!(
-                "entry {index} lacks the merge key {:?}",
-                key.unwrap_or_default()
-            ),
+            format!("entry {index} lacks the merge key {:?}", key.unwrap_or_default()),
         )
     })
 }

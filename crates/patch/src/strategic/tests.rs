@@ -46,10 +46,8 @@ fn ok(original: Value, patch: Value) -> Value {
 
 #[test]
 fn maps_merge_recursively_and_null_deletes() {
-    let original =
-        json!({"name": "a", "simpleMap": {"k1": "1", "k2": "2"}, "child": {"value": "v"}});
-    let patch =
-        json!({"value": "x", "simpleMap": {"k2": null, "k3": "3"}, "child": {"other": "o"}});
+    let original = json!({"name": "a", "simpleMap": {"k1": "1", "k2": "2"}, "child": {"value": "v"}});
+    let patch = json!({"value": "x", "simpleMap": {"k2": null, "k3": "3"}, "child": {"other": "o"}});
     assert_eq!(
         ok(original, patch),
         json!({"name": "a", "simpleMap": {"k1": "1", "k3": "3"}, "child": {"value": "v", "other": "o"}, "value": "x"})
@@ -58,8 +56,7 @@ fn maps_merge_recursively_and_null_deletes() {
 
 #[test]
 fn list_without_merge_strategy_is_replaced() {
-    let original =
-        json!({"nonMergingList": [{"name": "1"}, {"name": "2"}], "nonMergingIntList": [1, 2]});
+    let original = json!({"nonMergingList": [{"name": "1"}, {"name": "2"}], "nonMergingIntList": [1, 2]});
     let patch = json!({"nonMergingList": [{"name": "3"}], "nonMergingIntList": [2, 3]});
     assert_eq!(ok(original, patch.clone()), patch);
 }
@@ -86,8 +83,7 @@ fn merging_list_puts_new_items_first_like_upstream() {
 
 #[test]
 fn merging_list_follows_patch_order() {
-    let original =
-        json!({"mergingList": [{"name": "1"}, {"name": "2", "value": "b"}, {"name": "3"}]});
+    let original = json!({"mergingList": [{"name": "1"}, {"name": "2", "value": "b"}, {"name": "3"}]});
     let patch = json!({"mergingList": [
         {"name": "3", "value": "c"}, {"name": "1", "value": "a"}, {"name": "2", "other": "x"}
     ]});
@@ -98,8 +94,7 @@ fn merging_list_follows_patch_order() {
             {"name": "2", "value": "b", "other": "x"}
         ]})
     );
-    let original =
-        json!({"mergingList": [{"name": "1"}, {"name": "2", "value": "b"}, {"name": "3"}]});
+    let original = json!({"mergingList": [{"name": "1"}, {"name": "2", "value": "b"}, {"name": "3"}]});
     let patch = json!({"mergingList": [{"name": "3", "value": "c"}, {"name": "1", "value": "a"}]});
     assert_eq!(
         ok(original, patch),
@@ -111,10 +106,8 @@ fn merging_list_follows_patch_order() {
 
 #[test]
 fn nested_lists_merge_with_item_schema() {
-    let original =
-        json!({"mergingList": [{"name": "1", "mergingList": [{"name": "a", "value": "1"}]}]});
-    let patch =
-        json!({"mergingList": [{"name": "1", "mergingList": [{"name": "a", "other": "2"}]}]});
+    let original = json!({"mergingList": [{"name": "1", "mergingList": [{"name": "a", "value": "1"}]}]});
+    let patch = json!({"mergingList": [{"name": "1", "mergingList": [{"name": "a", "other": "2"}]}]});
     assert_eq!(
         ok(original, patch),
         json!({"mergingList": [{"name": "1", "mergingList": [{"name": "a", "value": "1", "other": "2"}]}]})
@@ -136,8 +129,7 @@ fn patch_delete_removes_all_matching_items() {
 #[test]
 fn patch_delete_of_item_in_missing_list_is_dropped() {
     let original = json!({"name": "hi"});
-    let patch =
-        json!({"mergingList": [{"name": "hello"}, {"$patch": "delete", "name": "doesntexist"}]});
+    let patch = json!({"mergingList": [{"name": "hello"}, {"$patch": "delete", "name": "doesntexist"}]});
     assert_eq!(
         ok(original, patch),
         json!({"name": "hi", "mergingList": [{"name": "hello"}]})
@@ -161,10 +153,7 @@ fn patch_replace_item_replaces_whole_list() {
 fn patch_replace_on_map_replaces_it() {
     let original = json!({"child": {"name": "1", "value": "1"}, "other": "keep"});
     let patch = json!({"child": {"$patch": "replace", "other": "a"}});
-    assert_eq!(
-        ok(original, patch),
-        json!({"child": {"other": "a"}, "other": "keep"})
-    );
+    assert_eq!(ok(original, patch), json!({"child": {"other": "a"}, "other": "keep"}));
     let patch = json!({"$patch": "replace", "name": "n"});
     assert_eq!(ok(json!({"value": "v"}), patch), json!({"name": "n"}));
 }
@@ -176,10 +165,7 @@ fn patch_delete_on_map_deletes_it() {
         ok(original, json!({"simpleMap": {"$patch": "delete"}})),
         json!({"name": "n"})
     );
-    assert_eq!(
-        ok(json!({"name": "n"}), json!({"$patch": "delete"})),
-        json!({})
-    );
+    assert_eq!(ok(json!({"name": "n"}), json!({"$patch": "delete"})), json!({}));
     assert_eq!(
         ok(json!({"name": "n"}), json!({"child": {"$patch": "delete"}})),
         json!({"name": "n"})
@@ -190,10 +176,7 @@ fn patch_delete_on_map_deletes_it() {
 fn patch_merge_on_map_is_the_default() {
     let original = json!({"child": {"name": "1"}});
     let patch = json!({"child": {"$patch": "merge", "value": "v"}});
-    assert_eq!(
-        ok(original, patch),
-        json!({"child": {"name": "1", "value": "v"}})
-    );
+    assert_eq!(ok(original, patch), json!({"child": {"name": "1", "value": "v"}}));
 }
 
 #[test]
@@ -308,18 +291,14 @@ fn set_element_order_rejects_malformed_values() {
         json!({"$setElementOrder/child": []}),
     ] {
         let err = smp(original.clone(), patch.clone()).unwrap_err();
-        assert!(
-            matches!(err, PatchError::InvalidDirective { .. }),
-            "{patch}: {err}"
-        );
+        assert!(matches!(err, PatchError::InvalidDirective { .. }), "{patch}: {err}");
     }
 }
 
 #[test]
 fn retain_keys_clears_unlisted_fields() {
     let original = json!({"retainKeysMap": {"name": "foo", "value": "a", "other": "b"}});
-    let patch =
-        json!({"retainKeysMap": {"$retainKeys": ["name", "other"], "other": "c", "value": null}});
+    let patch = json!({"retainKeysMap": {"$retainKeys": ["name", "other"], "other": "c", "value": null}});
     assert_eq!(
         ok(original, patch),
         json!({"retainKeysMap": {"name": "foo", "other": "c"}})
@@ -391,11 +370,7 @@ fn missing_merge_key_is_rejected() {
 fn unmergeable_lists_are_rejected() {
     let err = smp(json!({}), json!({"mergingIntList": [[1]]})).unwrap_err();
     assert!(matches!(err, PatchError::Unmergeable { .. }));
-    let err = smp(
-        json!({"mergingIntList": [1]}),
-        json!({"mergingIntList": [{"a": 1}]}),
-    )
-    .unwrap_err();
+    let err = smp(json!({"mergingIntList": [1]}), json!({"mergingIntList": [{"a": 1}]})).unwrap_err();
     assert!(matches!(err, PatchError::Unmergeable { .. }));
     let err = smp(json!({}), json!({"noKeyList": [{"a": 1}]})).unwrap_err();
     assert!(matches!(err, PatchError::Unmergeable { .. }));
@@ -412,10 +387,7 @@ fn patch_must_be_an_object() {
 fn type_changes_take_the_patch_value() {
     let original = json!({"child": [1, 2], "name": {"a": 1}});
     let patch = json!({"child": {"name": "x", "value": null}, "name": "n"});
-    assert_eq!(
-        ok(original, patch),
-        json!({"child": {"name": "x"}, "name": "n"})
-    );
+    assert_eq!(ok(original, patch), json!({"child": {"name": "x"}, "name": "n"}));
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! Reading strategic-merge metadata out of OpenAPI v3 schemas.
+//! Navigating OpenAPI v3 schemas and reading the Kubernetes extensions (patch strategy, list and
+//! map types) that strategic merge patch and server-side apply depend on.
 
 use serde_json::{Map, Value};
 
@@ -19,10 +20,7 @@ const PATCH_MERGE_KEY: &str = "x-kubernetes-patch-merge-key";
 
 impl<'a> SchemaNode<'a> {
     fn at(self, node: &'a Value) -> Self {
-        SchemaNode {
-            node,
-            defs: self.defs,
-        }
+        SchemaNode { node, defs: self.defs }
     }
 
     /// Follows `$ref` / `allOf: [{$ref}]` wrappers to the schema carrying `properties` or `items`.
@@ -60,15 +58,8 @@ impl<'a> SchemaNode<'a> {
             .node
             .get("properties")
             .and_then(|p| p.get(name))
-            .or_else(|| {
-                object
-                    .node
-                    .get("additionalProperties")
-                    .filter(|a| a.is_object())
-            });
-        property
-            .map(|p| FieldMeta::of(object.at(p)))
-            .unwrap_or_default()
+            .or_else(|| object.node.get("additionalProperties").filter(|a| a.is_object()));
+        property.map(|p| FieldMeta::of(object.at(p))).unwrap_or_default()
     }
 
     /// Whether `name` is a declared property, which makes a `$`-prefixed key data, not a directive.
@@ -83,6 +74,12 @@ impl<'a> SchemaNode<'a> {
     pub(crate) fn items(self) -> Option<SchemaNode<'a>> {
         let list = self.resolve();
         list.node.get("items").map(|items| list.at(items))
+    }
+
+    /// A keyword of this node. Extensions sit on the property itself, but tolerate schemas that
+    /// put them on the referenced definition instead.
+    pub(crate) fn keyword(self, name: &str) -> Option<&'a Value> {
+        self.node.get(name).or_else(|| self.resolve().node.get(name))
     }
 }
 
@@ -100,16 +97,9 @@ pub(crate) struct FieldMeta<'a> {
 }
 
 impl<'a> FieldMeta<'a> {
-    fn of(property: SchemaNode<'a>) -> Self {
-        // The extensions sit on the property itself, but tolerate schemas that put them on the
-        // referenced definition instead.
-        let extension = |name: &str| {
-            property
-                .node
-                .get(name)
-                .or_else(|| property.resolve().node.get(name))
-                .and_then(Value::as_str)
-        };
+    /// Reads the patch metadata declared on a property's schema.
+    pub(crate) fn of(property: SchemaNode<'a>) -> Self {
+        let extension = |name: &str| property.keyword(name).and_then(Value::as_str);
         let strategy = extension(PATCH_STRATEGY).unwrap_or_default();
         let has = |wanted: &str| strategy.split(',').any(|s| s.trim() == wanted);
         FieldMeta {
@@ -153,14 +143,7 @@ mod tests {
         let item = items.schema.unwrap().items().unwrap();
         assert!(item.declares("name"));
         assert!(inner.schema.unwrap().declares("$ref"));
-        assert!(
-            root.field("labels")
-                .schema
-                .unwrap()
-                .field("anything")
-                .schema
-                .is_some()
-        );
+        assert!(root.field("labels").schema.unwrap().field("anything").schema.is_some());
         assert!(root.field("missing").schema.is_none());
     }
 

@@ -1,0 +1,327 @@
+//! Field sets: the fields a manager owns, as sorted paths, plus the `FieldsV1` JSON that
+//! `metadata.managedFields` stores them in and the path syntax conflict messages use.
+//!
+//! Paths and their order follow sigs.k8s.io/structured-merge-diff, so that an encoded set is
+//! byte-for-byte what an upstream apiserver would store for the same fields.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::ops::Bound;
+
+use serde_json::{Map, Value};
+
+/// One step of a path into an object.
+#[derive(Clone, Debug)]
+pub(crate) enum Element {
+    /// A field of an object: `f:<name>`.
+    Field(String),
+    /// The item of a keyed list whose key fields have these values, sorted by name: `k:{...}`.
+    Key(Vec<(String, Value)>),
+    /// The item of a set with this value: `v:<json>`.
+    Value(Value),
+    /// The item at a position of a list: `i:<n>`. Kate never tracks by position, but upstream
+    /// may have stored such entries, and they must survive a round trip.
+    Index(usize),
+}
+
+impl Element {
+    /// A key element; upstream sorts key fields by name, whatever order the schema lists them in.
+    pub(crate) fn key(mut fields: Vec<(String, Value)>) -> Self {
+        fields.sort_by(|a, b| a.0.cmp(&b.0));
+        Element::Key(fields)
+    }
+
+    fn rank(&self) -> u8 {
+        match self {
+            Element::Field(_) => 0,
+            Element::Key(_) => 1,
+            Element::Value(_) => 2,
+            Element::Index(_) => 3,
+        }
+    }
+
+    /// The `FieldsV1` object key for this element.
+    fn encode(&self) -> String {
+        match self {
+            Element::Field(name) => format!("f:{name}"),
+            Element::Key(fields) => {
+                let object: Map<String, Value> = fields.iter().cloned().collect();
+                format!("k:{}", Value::Object(object))
+            }
+            Element::Value(value) => format!("v:{value}"),
+            Element::Index(index) => format!("i:{index}"),
+        }
+    }
+
+    fn decode(key: &str) -> Result<Self, String> {
+        let bad = || format!("invalid field path element {key:?}");
+        let (kind, rest) = key.split_once(':').ok_or_else(bad)?;
+        match kind {
+            "f" => Ok(Element::Field(rest.to_owned())),
+            "k" => match serde_json::from_str(rest) {
+                Ok(Value::Object(fields)) => Ok(Element::key(fields.into_iter().collect())),
+                _ => Err(bad()),
+            },
+            "v" => serde_json::from_str(rest).map(Element::Value).map_err(|_| bad()),
+            "i" => rest.parse().map(Element::Index).map_err(|_| bad()),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// Upstream's human-readable form, used in conflict messages: `.name`, `[key="v"]`, `[="v"]`, `[0]`.
+impl fmt::Display for Element {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Element::Field(name) => write!(f, ".{name}"),
+            Element::Key(fields) => {
+                f.write_str("[")?;
+                for (i, (name, value)) in fields.iter().enumerate() {
+                    let separator = if i == 0 { "" } else { "," };
+                    write!(f, "{separator}{name}={value}")?;
+                }
+                f.write_str("]")
+            }
+            Element::Value(value) => write!(f, "[={value}]"),
+            Element::Index(index) => write!(f, "[{index}]"),
+        }
+    }
+}
+
+impl Ord for Element {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self, other) {
+            (Element::Field(a), Element::Field(b)) => a.cmp(b),
+            (Element::Key(a), Element::Key(b)) => {
+                let pairs = a.iter().zip(b);
+                pairs
+                    .map(|((an, av), (bn, bv))| an.cmp(bn).then_with(|| compare_values(av, bv)))
+                    .find(|o| o.is_ne())
+                    .unwrap_or_else(|| a.len().cmp(&b.len()))
+            }
+            (Element::Value(a), Element::Value(b)) => compare_values(a, b),
+            (Element::Index(a), Element::Index(b)) => a.cmp(b),
+            _ => self.rank().cmp(&other.rank()),
+        }
+    }
+}
+
+impl PartialOrd for Element {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Element {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Element {}
+
+/// Upstream's total order on values: numbers, strings, booleans, lists, objects, then null.
+/// Numbers compare by value, so `1` and `1.0` are the same key, as they are after Go decoding.
+pub(crate) fn compare_values(a: &Value, b: &Value) -> Ordering {
+    fn rank(value: &Value) -> u8 {
+        match value {
+            Value::Number(_) => 0,
+            Value::String(_) => 1,
+            Value::Bool(_) => 2,
+            Value::Array(_) => 3,
+            Value::Object(_) => 4,
+            Value::Null => 5,
+        }
+    }
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            _ => match (x.as_f64(), y.as_f64()) {
+                (Some(x), Some(y)) => x.total_cmp(&y),
+                _ => Ordering::Equal,
+            },
+        },
+        (Value::String(x), Value::String(y)) => x.cmp(y),
+        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+        (Value::Array(x), Value::Array(y)) => x
+            .iter()
+            .zip(y)
+            .map(|(x, y)| compare_values(x, y))
+            .find(|o| o.is_ne())
+            .unwrap_or_else(|| x.len().cmp(&y.len())),
+        (Value::Object(x), Value::Object(y)) => {
+            let mut x: Vec<_> = x.iter().collect();
+            let mut y: Vec<_> = y.iter().collect();
+            x.sort_by(|a, b| a.0.cmp(b.0));
+            y.sort_by(|a, b| a.0.cmp(b.0));
+            x.iter()
+                .zip(&y)
+                .map(|((xk, xv), (yk, yv))| xk.cmp(yk).then_with(|| compare_values(xv, yv)))
+                .find(|o| o.is_ne())
+                .unwrap_or_else(|| x.len().cmp(&y.len()))
+        }
+        _ => rank(a).cmp(&rank(b)),
+    }
+}
+
+/// Renders a path the way upstream prints it, e.g. `.spec.containers[name="nginx"].image`.
+pub(crate) fn render(path: &[Element]) -> String {
+    path.iter().map(Element::to_string).collect()
+}
+
+/// A set of owned paths. A path is a member when its manager owns that node itself (a leaf, a
+/// list item, an entry of a free-form map); parents of members are implied, not owned.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct FieldSet(BTreeSet<Vec<Element>>);
+
+impl FieldSet {
+    pub(crate) fn insert(&mut self, path: Vec<Element>) {
+        self.0.insert(path);
+    }
+
+    pub(crate) fn contains(&self, path: &[Element]) -> bool {
+        self.0.contains(path)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &[Element]> {
+        self.0.iter().map(Vec::as_slice)
+    }
+
+    /// Whether `path` or anything below it is a member.
+    pub(crate) fn covers(&self, path: &[Element]) -> bool {
+        // Sorted paths keep every extension of a prefix right after it.
+        self.0
+            .range::<[Element], _>((Bound::Included(path), Bound::Unbounded))
+            .next()
+            .is_some_and(|member| member.starts_with(path))
+    }
+
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&[Element]) -> bool) {
+        self.0.retain(|path| keep(path));
+    }
+
+    pub(crate) fn extend(&mut self, other: &FieldSet) {
+        self.0.extend(other.0.iter().cloned());
+    }
+
+    /// Members of `self` that are not members of `other`.
+    pub(crate) fn difference(&self, other: &FieldSet) -> FieldSet {
+        FieldSet(self.0.difference(&other.0).cloned().collect())
+    }
+
+    /// The `fieldsV1` JSON: nested `f:`/`k:`/`v:`/`i:` keys, `{}` for a member without
+    /// children and `".": {}` for a member that also has children.
+    pub(crate) fn to_fields_v1(&self) -> Value {
+        #[derive(Default)]
+        struct Node<'a> {
+            member: bool,
+            children: BTreeMap<&'a Element, Node<'a>>,
+        }
+        fn encode(node: &Node<'_>) -> Value {
+            let mut object = Map::new();
+            if node.member && !node.children.is_empty() {
+                object.insert(".".to_owned(), Value::Object(Map::new()));
+            }
+            for (element, child) in &node.children {
+                object.insert(element.encode(), encode(child));
+            }
+            Value::Object(object)
+        }
+        let mut root = Node::default();
+        for path in &self.0 {
+            let node = path
+                .iter()
+                .fold(&mut root, |node, element| node.children.entry(element).or_default());
+            node.member = true;
+        }
+        encode(&root)
+    }
+
+    /// Parses `fieldsV1` JSON as stored in `metadata.managedFields`.
+    pub(crate) fn from_fields_v1(value: &Value) -> Result<Self, String> {
+        fn decode(value: &Value, path: &mut Vec<Element>, out: &mut BTreeSet<Vec<Element>>) -> Result<(), String> {
+            let Value::Object(object) = value else {
+                return Err(format!("fieldsV1 at {:?} is not an object", render(path)));
+            };
+            if object.is_empty() && !path.is_empty() {
+                out.insert(path.clone());
+            }
+            for (key, child) in object {
+                if key == "." {
+                    if !path.is_empty() {
+                        out.insert(path.clone());
+                    }
+                    continue;
+                }
+                path.push(Element::decode(key)?);
+                decode(child, path, out)?;
+                path.pop();
+            }
+            Ok(())
+        }
+        let mut out = BTreeSet::new();
+        decode(value, &mut Vec::new(), &mut out)?;
+        Ok(FieldSet(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn field(name: &str) -> Element {
+        Element::Field(name.to_owned())
+    }
+
+    #[test]
+    fn fields_v1_round_trips_with_dot_for_members_that_have_children() {
+        let stored = json!({
+            "f:metadata": {"f:labels": {"f:app": {}}},
+            "f:spec": {
+                "f:containers": {
+                    "k:{\"name\":\"nginx\"}": {".": {}, "f:image": {}, "f:name": {}}
+                },
+                "f:finalizers": {"v:\"a\"": {}},
+                "f:replicas": {}
+            }
+        });
+        let set = FieldSet::from_fields_v1(&stored).unwrap();
+        assert!(set.contains(&[field("spec"), field("replicas")]));
+        let nginx = Element::key(vec![("name".to_owned(), json!("nginx"))]);
+        assert!(set.contains(&[field("spec"), field("containers"), nginx.clone()]));
+        assert!(!set.contains(&[field("spec")]));
+        assert!(set.covers(&[field("spec"), field("containers")]));
+        assert_eq!(
+            serde_json::to_string(&set.to_fields_v1()).unwrap(),
+            serde_json::to_string(&stored).unwrap()
+        );
+        assert_eq!(
+            render(&[field("spec"), field("containers"), nginx, field("image")]),
+            ".spec.containers[name=\"nginx\"].image"
+        );
+    }
+
+    #[test]
+    fn keys_sort_by_field_name_and_values_numerically() {
+        let port = |n: i64| {
+            Element::key(vec![
+                ("protocol".to_owned(), json!("TCP")),
+                ("containerPort".to_owned(), json!(n)),
+            ])
+        };
+        assert_eq!(port(80).encode(), r#"k:{"containerPort":80,"protocol":"TCP"}"#);
+        assert!(port(9) < port(10));
+        assert!(field("z") < port(1));
+        assert_eq!(port(80).to_string(), r#"[containerPort=80,protocol="TCP"]"#);
+        assert_eq!(compare_values(&json!(1), &json!(1.0)), Ordering::Equal);
+        assert!(Element::decode("x:1").is_err());
+        assert!(FieldSet::from_fields_v1(&json!({"f:a": 1})).is_err());
+    }
+}
