@@ -176,3 +176,42 @@ async fn every_patch_type() -> anyhow::Result<()> {
     assert_eq!(applied.metadata.annotations.unwrap_or_default()["applied"], "yes");
     Ok(())
 }
+
+#[tokio::test]
+async fn namespace_lifecycle_and_finalize() -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Namespace;
+    let c = Cluster::start()?;
+    let client = c.client().await?;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "doomed"}}))?;
+    let created = namespaces.create(&PostParams::default(), &ns).await?;
+    assert_eq!(
+        created.spec.and_then(|s| s.finalizers),
+        Some(vec!["kubernetes".to_string()])
+    );
+    namespaces.delete("doomed", &Default::default()).await?;
+    let terminating = namespaces.get("doomed").await?;
+    assert_eq!(terminating.status.and_then(|s| s.phase).as_deref(), Some("Terminating"));
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "doomed");
+    match cms.create(&PostParams::default(), &config_map("late")).await {
+        Err(kube::Error::Api(e)) => assert_eq!((e.code, e.reason.as_str()), (403, "Forbidden")),
+        other => panic!("creates in a terminating namespace must be refused: {other:?}"),
+    }
+    let missing: Api<ConfigMap> = Api::namespaced(client.clone(), "never-made");
+    match missing.create(&PostParams::default(), &config_map("x")).await {
+        Err(kube::Error::Api(e)) => assert_eq!(e.code, 404),
+        other => panic!("creates in a missing namespace must be refused: {other:?}"),
+    }
+    let mut finalized = namespaces.get("doomed").await?;
+    finalized.spec = Some(Default::default());
+    let body = serde_json::to_vec(&finalized)?;
+    let req = http::Request::put("/api/v1/namespaces/doomed/finalize")
+        .header("content-type", "application/json")
+        .body(body)?;
+    client.request::<Namespace>(req).await?;
+    match namespaces.get("doomed").await {
+        Err(kube::Error::Api(e)) => assert_eq!(e.code, 404),
+        other => panic!("a finalized terminating namespace is removed: {other:?}"),
+    }
+    Ok(())
+}

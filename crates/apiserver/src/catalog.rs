@@ -11,6 +11,40 @@ pub enum Subresource {
     Status,
     /// `/scale`: an `autoscaling/v1 Scale` view of `spec.replicas`.
     Scale,
+    /// `/finalize` (namespaces): writes there change only `spec.finalizers`.
+    Finalize,
+}
+
+impl Subresource {
+    /// The URL segment.
+    pub fn name(self) -> &'static str {
+        match self {
+            Subresource::Status => "status",
+            Subresource::Scale => "scale",
+            Subresource::Finalize => "finalize",
+        }
+    }
+
+    /// The verbs it serves.
+    pub fn verbs(self) -> &'static [&'static str] {
+        match self {
+            Subresource::Finalize => &["update"],
+            _ => &["get", "patch", "update"],
+        }
+    }
+
+    /// The (group, version, kind) it answers with, for a parent of `group/version` `kind`.
+    pub fn response_kind(
+        self,
+        group: &'static str,
+        version: &'static str,
+        kind: &'static str,
+    ) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Subresource::Scale => ("autoscaling", "v1", "Scale"),
+            _ => (group, version, kind),
+        }
+    }
 }
 
 /// One served resource: everything discovery, routing and the generic registry need.

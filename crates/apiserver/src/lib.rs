@@ -26,7 +26,7 @@ use std::sync::Arc;
 use kate_openapi::{ApiResource, OpenApi};
 use kate_store::Store;
 
-use crate::catalog::{Catalog, Subresource};
+use crate::catalog::Catalog;
 use crate::registry::Registry;
 
 /// How to run the API server.
@@ -164,14 +164,7 @@ pub(crate) fn api_resources(catalog: &Catalog) -> Vec<ApiResource> {
             kind: d.kind.into(),
             plural: d.plural.into(),
             namespaced: d.namespaced,
-            subresources: d
-                .subresources
-                .iter()
-                .map(|s| match s {
-                    Subresource::Status => "status".to_string(),
-                    Subresource::Scale => "scale".to_string(),
-                })
-                .collect(),
+            subresources: d.subresources.iter().map(|s| s.name().to_string()).collect(),
             list_kind: format!("{}List", d.kind),
         })
         .collect()

@@ -8,7 +8,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 
 use super::{AppState, json_response};
-use crate::catalog::{Catalog, ResourceDef, Subresource};
+use crate::catalog::{Catalog, ResourceDef};
 use crate::error::ApiError;
 
 const AGGREGATED_V2: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
@@ -61,9 +61,9 @@ fn aggregated_resource(def: &ResourceDef) -> Value {
     let subresources: Vec<Value> = def
         .subresources
         .iter()
-        .map(|s| match s {
-            Subresource::Status => json!({"subresource": "status", "responseKind": {"group": def.group, "version": def.version, "kind": def.kind}, "verbs": ["get", "patch", "update"]}),
-            Subresource::Scale => json!({"subresource": "scale", "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"}, "verbs": ["get", "patch", "update"]}),
+        .map(|s| {
+            let (group, version, kind) = s.response_kind(def.group, def.version, def.kind);
+            json!({"subresource": s.name(), "responseKind": {"group": group, "version": version, "kind": kind}, "verbs": s.verbs()})
         })
         .collect();
     let mut r = json!({
@@ -183,12 +183,9 @@ fn resource_list(catalog: &Catalog, group: &str, version: &str) -> Option<Value>
         }
         resources.push(r);
         for s in d.subresources {
-            let (name, kind, group, version) = match s {
-                Subresource::Status => ("status", d.kind, "", ""),
-                Subresource::Scale => ("scale", "Scale", "autoscaling", "v1"),
-            };
-            let mut sub = json!({"name": format!("{}/{name}", d.plural), "singularName": "", "namespaced": d.namespaced, "kind": kind, "verbs": ["get", "patch", "update"]});
-            if !group.is_empty() {
+            let (group, version, kind) = s.response_kind(d.group, d.version, d.kind);
+            let mut sub = json!({"name": format!("{}/{}", d.plural, s.name()), "singularName": "", "namespaced": d.namespaced, "kind": kind, "verbs": s.verbs()});
+            if group != d.group {
                 sub["group"] = json!(group);
                 sub["version"] = json!(version);
             }

@@ -53,6 +53,7 @@ fn sub_of(target: &Target) -> Result<Option<Subresource>, ApiError> {
         None => Ok(None),
         Some("status") if def.has(Subresource::Status) => Ok(Some(Subresource::Status)),
         Some("scale") if def.has(Subresource::Scale) => Ok(Some(Subresource::Scale)),
+        Some("finalize") if def.has(Subresource::Finalize) => Ok(Some(Subresource::Finalize)),
         Some(_) => Err(ApiError::no_route()),
     }
 }

@@ -184,6 +184,16 @@ pub fn finalizers(obj: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Whether nothing holds the object any more: no finalizers (and, for namespaces, no
+/// `spec.finalizers`, which the namespace controller clears once the namespace is empty).
+pub fn finalized(def: &ResourceDef, obj: &Value) -> bool {
+    let spec_finalizers = obj
+        .pointer("/spec/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty());
+    finalizers(obj).is_empty() && !(def.plural == "namespaces" && spec_finalizers)
+}
+
 /// Whether deletion of the object has begun.
 pub fn is_deleting(obj: &Value) -> bool {
     obj.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null())

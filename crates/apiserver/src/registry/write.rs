@@ -217,6 +217,11 @@ impl Registry {
         opts: &WriteOptions,
     ) -> Result<Written, ApiError> {
         match sub {
+            Some(Subresource::Finalize) => {
+                let mut merged = current.clone();
+                merged["spec"]["finalizers"] = obj.pointer("/spec/finalizers").cloned().unwrap_or_else(|| json!([]));
+                obj = merged;
+            }
             Some(Subresource::Status) => {
                 let status = obj.get("status").cloned();
                 let mut merged = current.clone();
@@ -258,7 +263,7 @@ impl Registry {
             });
         }
         let key = def.key(ns, name);
-        if meta::is_deleting(&obj) && meta::finalizers(&obj).is_empty() {
+        if meta::is_deleting(&obj) && meta::finalized(def, &obj) {
             let gone = self
                 .store
                 .delete(&key, kv.mod_revision)
@@ -356,7 +361,7 @@ impl Registry {
                 finalizers.push(f.to_string());
             }
             let grace = self.grace_period(def, &current, opts);
-            let hold = !finalizers.is_empty() || grace > 0 || def.plural == "namespaces";
+            let hold = !finalizers.is_empty() || grace > 0 || !meta::finalized(def, &current);
             if !hold {
                 if opts.dry_run {
                     return Ok(current);

@@ -94,6 +94,7 @@ const CLUSTER: Opts = Opts {
 const ALL: &[&str] = &["all"];
 const STATUS: &[Subresource] = &[Subresource::Status];
 const STATUS_SCALE: &[Subresource] = &[Subresource::Status, Subresource::Scale];
+const STATUS_FINALIZE: &[Subresource] = &[Subresource::Status, Subresource::Finalize];
 
 #[allow(clippy::too_many_arguments)]
 fn def(
@@ -167,7 +168,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             "namespace",
             Opts {
                 short: &["ns"],
-                subresources: STATUS,
+                subresources: STATUS_FINALIZE,
                 ..CLUSTER
             },
             typed::<k8s_openapi::api::core::v1::Namespace>(Box::new(namespace::NamespaceStrategy)),

@@ -7,7 +7,7 @@ use super::managers::Operation;
 /// Why server-side apply refused a configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ApplyError {
-    /// Fields the configuration would change are owned by other managers; retry with force.
+    /// Fields the configuration would change are owned by other managers (grouped by owner, then in path order); retry with force.
     #[error("{}", conflicts_message(.0))]
     Conflicts(Vec<Conflict>),
     /// The configuration is malformed (no apiVersion/kind, managedFields set, keyed-list items without keys, ...).
@@ -48,7 +48,7 @@ impl Conflict {
 
     /// The owner as upstream prints it; only Update owners carry their API version, since an
     /// applier keeps one identity across versions.
-    fn owner(&self) -> String {
+    pub(super) fn owner(&self) -> String {
         let mut owner = serde_json::Value::from(self.manager.as_str()).to_string();
         if let Some(subresource) = &self.subresource {
             let quoted = serde_json::Value::from(subresource.as_str());

@@ -33,20 +33,23 @@ pub(crate) struct Entry {
     pub fields: FieldSet,
 }
 
+/// Who writes: what tells one managedFields entry from another.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Writer<'a> {
+    pub manager: &'a str,
+    pub operation: Operation,
+    pub api_version: &'a str,
+    pub subresource: Option<&'a str>,
+}
+
 impl Entry {
-    /// Whether the entry belongs to this writer. Like upstream's manager identifiers, Update
+    /// Whether the entry belongs to `writer`. Like upstream's manager identifiers, Update
     /// entries are also told apart by API version; an applier keeps one entry across versions.
-    pub(crate) fn belongs_to(
-        &self,
-        manager: &str,
-        operation: Operation,
-        api_version: &str,
-        subresource: Option<&str>,
-    ) -> bool {
-        self.manager == manager
-            && self.operation == operation
-            && self.subresource.as_deref() == subresource
-            && (operation == Operation::Apply || self.api_version == api_version)
+    pub(crate) fn belongs_to(&self, writer: &Writer<'_>) -> bool {
+        self.manager == writer.manager
+            && self.operation == writer.operation
+            && self.subresource.as_deref() == writer.subresource
+            && (writer.operation == Operation::Apply || self.api_version == writer.api_version)
     }
 
     fn parse(value: &Value) -> Result<Self, String> {
@@ -87,6 +90,25 @@ impl Entry {
         }
         Value::Object(entry)
     }
+}
+
+/// The entry of `writer`, added without fields or time if it has none yet.
+pub(crate) fn find_or_add<'e>(entries: &'e mut Vec<Entry>, writer: &Writer<'_>) -> &'e mut Entry {
+    let index = match entries.iter().position(|e| e.belongs_to(writer)) {
+        Some(index) => index,
+        None => {
+            entries.push(Entry {
+                manager: writer.manager.to_owned(),
+                operation: writer.operation,
+                api_version: writer.api_version.to_owned(),
+                subresource: writer.subresource.map(str::to_owned),
+                time: None,
+                fields: FieldSet::default(),
+            });
+            entries.len() - 1
+        }
+    };
+    &mut entries[index]
 }
 
 fn managed_fields(object: &Value) -> Option<&Value> {

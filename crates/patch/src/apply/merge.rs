@@ -147,19 +147,10 @@ fn prune_at(
         drop
     };
     match value {
-        Value::Object(map) if !atomic_map(schema) => {
-            let names: Vec<String> = map.keys().cloned().collect();
-            for name in names {
-                let child_schema = field_schema(schema, &name).0;
-                let drop = match map.get_mut(&name) {
-                    Some(child) => visit(child, Element::Field(name.clone()), child_schema, path),
-                    None => false,
-                };
-                if drop {
-                    map.shift_remove(&name);
-                }
-            }
-        }
+        Value::Object(map) if !atomic_map(schema) => map.retain(|name, child| {
+            let child_schema = field_schema(schema, name).0;
+            !visit(child, Element::Field(name.clone()), child_schema, path)
+        }),
         Value::Array(items) => {
             let kind = list_kind(schema);
             let item_schema = schema.and_then(SchemaNode::items);

@@ -24,7 +24,7 @@ use crate::schema::SchemaNode;
 pub use error::{ApplyError, Conflict};
 use fieldset::{Element, FieldSet, render};
 pub use managers::Operation;
-use managers::{Entry, Requested};
+use managers::{Entry, Requested, Writer};
 
 /// Who applies, and how.
 #[derive(Clone, Copy, Debug)]
@@ -138,70 +138,73 @@ pub fn apply(
     let config = scope.restrict(fields);
     // Upstream starts afresh when the stored entries cannot be decoded.
     let mut entries = live.and_then(|live| managers::read(live).ok()).unwrap_or_default();
-    let mine = |e: &Entry| e.belongs_to(opts.manager, Operation::Apply, "", opts.subresource);
+    let me = Writer {
+        manager: opts.manager,
+        operation: Operation::Apply,
+        api_version: opts.api_version,
+        subresource: opts.subresource,
+    };
 
     let owned = scope.track(shape::fields(&config, schema));
     let changing = scope.track(shape::changed(live, &config, schema));
-    let mut conflicts: Vec<Conflict> = entries
-        .iter()
-        .filter(|e| !mine(e))
-        .flat_map(|e| {
-            let taken = e.fields.iter().filter(|path| changing.contains(path));
-            taken.map(move |path| conflict(e, path))
-        })
-        .collect();
-    if !conflicts.is_empty() && !opts.force {
-        // Grouped by owner for the message; each owner's fields are already in path order.
-        conflicts.sort_by(|a, b| {
-            let owner = |c: &Conflict| {
-                let identity = (c.manager.clone(), c.operation, c.api_version.clone());
-                (identity, c.subresource.clone())
-            };
-            owner(a).cmp(&owner(b))
-        });
-        return Err(ApplyError::Conflicts(conflicts));
-    }
-    for entry in entries.iter_mut().filter(|e| !mine(e)) {
-        entry.fields.retain(|path| !changing.contains(path));
-    }
+    settle_conflicts(&mut entries, &me, &changing, opts.force)?;
 
     let base = live.cloned().unwrap_or_else(|| Value::Object(Map::new()));
     let mut merged = merge::merge(Some(base), &config, schema).unwrap_or_default();
-    let previous = entries.iter().find(|e| mine(e)).map(|e| e.fields.clone());
+    let previous = entries.iter().find(|e| e.belongs_to(&me)).map(|e| e.fields.clone());
     if let Some(previous) = previous {
         let mut keep = owned.clone();
-        for entry in entries.iter().filter(|e| !mine(e)) {
+        for entry in entries.iter().filter(|e| !e.belongs_to(&me)) {
             keep.extend(&entry.fields);
         }
         merge::prune(&mut merged, &previous.difference(&keep), &keep, schema);
     }
     if let Some(live) = live {
-        for entry in entries.iter_mut().filter(|e| !mine(e)) {
+        for entry in entries.iter_mut().filter(|e| !e.belongs_to(&me)) {
             entry.fields.retain(|path| !removed(live, &merged, path, schema));
         }
     }
 
-    // Like upstream, the time moves only when the object itself changed.
+    // Like upstream, the time moves only when the object itself changed (or the entry is new,
+    // which is the only way an entry can have no fields yet).
     let touched = live.is_none_or(|live| !same_content(live, &merged));
-    match entries.iter_mut().find(|e| mine(e)) {
-        Some(entry) => {
-            entry.fields = owned;
-            entry.api_version = opts.api_version.to_owned();
-            if touched {
-                entry.time = Some(opts.now.to_owned());
-            }
-        }
-        None => entries.push(Entry {
-            manager: opts.manager.to_owned(),
-            operation: Operation::Apply,
-            api_version: opts.api_version.to_owned(),
-            subresource: opts.subresource.map(str::to_owned),
-            time: Some(opts.now.to_owned()),
-            fields: owned,
-        }),
+    let entry = managers::find_or_add(&mut entries, &me);
+    if touched || entry.fields.is_empty() {
+        entry.time = Some(opts.now.to_owned());
     }
+    entry.fields = owned;
+    entry.api_version = opts.api_version.to_owned();
     managers::write(&mut merged, entries);
     Ok(merged)
+}
+
+/// Refuses to change fields other managers own unless forced, in which case they lose them.
+fn settle_conflicts(
+    entries: &mut [Entry],
+    me: &Writer<'_>,
+    changing: &FieldSet,
+    force: bool,
+) -> Result<(), ApplyError> {
+    if force {
+        for entry in entries.iter_mut().filter(|e| !e.belongs_to(me)) {
+            entry.fields.retain(|path| !changing.contains(path));
+        }
+        return Ok(());
+    }
+    let mut conflicts: Vec<Conflict> = entries
+        .iter()
+        .filter(|e| !e.belongs_to(me))
+        .flat_map(|e| {
+            let taken = e.fields.iter().filter(|path| changing.contains(path));
+            taken.map(move |path| conflict(e, path))
+        })
+        .collect();
+    if conflicts.is_empty() {
+        return Ok(());
+    }
+    // Grouped by owner for the message; the stable sort keeps each owner's fields in path order.
+    conflicts.sort_by_cached_key(Conflict::owner);
+    Err(ApplyError::Conflicts(conflicts))
 }
 
 /// Records a non-apply write (create when `old` is `None`, update, patch) in the
@@ -220,27 +223,20 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, opts: &UpdateOptions<
     };
     let scope = Scope::new(opts.subresource, opts.status_subresource);
     let changed = scope.track(shape::changed(old, new, schema));
+    let gone = |path: &[Element]| old.is_some_and(|old| removed(old, new, path, schema));
     for entry in &mut entries {
-        entry
-            .fields
-            .retain(|path| !changed.contains(path) && !old.is_some_and(|old| removed(old, new, path, schema)));
+        entry.fields.retain(|path| !changed.contains(path) && !gone(path));
     }
     if !changed.is_empty() {
-        let mine = |e: &&mut Entry| e.belongs_to(opts.manager, Operation::Update, opts.api_version, opts.subresource);
-        match entries.iter_mut().find(mine) {
-            Some(entry) => {
-                entry.fields.extend(&changed);
-                entry.time = Some(opts.now.to_owned());
-            }
-            None => entries.push(Entry {
-                manager: opts.manager.to_owned(),
-                operation: Operation::Update,
-                api_version: opts.api_version.to_owned(),
-                subresource: opts.subresource.map(str::to_owned),
-                time: Some(opts.now.to_owned()),
-                fields: changed,
-            }),
-        }
+        let me = Writer {
+            manager: opts.manager,
+            operation: Operation::Update,
+            api_version: opts.api_version,
+            subresource: opts.subresource,
+        };
+        let entry = managers::find_or_add(&mut entries, &me);
+        entry.fields.extend(&changed);
+        entry.time = Some(opts.now.to_owned());
     }
     managers::write(new, entries);
 }

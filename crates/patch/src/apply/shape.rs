@@ -240,7 +240,7 @@ pub(crate) fn validate(value: &Value, schema: Option<SchemaNode<'_>>) -> Result<
             if let Some(key) = map.keys().find(|k| is_directive(k) && undeclared(k)) {
                 return Err(format!(
                     "{}: {key:?} is a strategic merge patch directive, which server-side apply does not accept",
-                    render(path)
+                    location(path)
                 ));
             }
         }
@@ -256,7 +256,7 @@ pub(crate) fn validate(value: &Value, schema: Option<SchemaNode<'_>>) -> Result<
                 if let Some(problem) = problem {
                     return Err(format!(
                         "{}: element {index}: associative list with keys {problem}",
-                        render(path)
+                        location(path)
                     ));
                 }
             }
@@ -267,7 +267,11 @@ pub(crate) fn validate(value: &Value, schema: Option<SchemaNode<'_>>) -> Result<
         let mut seen = BTreeSet::new();
         for child in children {
             if value.is_array() && !seen.insert(child.element.clone()) {
-                return Err(format!("{}: duplicate entries for key {}", render(path), child.element));
+                return Err(format!(
+                    "{}: duplicate entries for key {}",
+                    location(path),
+                    child.element
+                ));
             }
             path.push(child.element);
             walk(child.value, child.schema, path)?;
@@ -276,4 +280,9 @@ pub(crate) fn validate(value: &Value, schema: Option<SchemaNode<'_>>) -> Result<
         Ok(())
     }
     walk(value, schema, &mut Vec::new())
+}
+
+/// Where an error is, in upstream's path syntax; the object itself shows as `.`.
+fn location(path: &[Element]) -> String {
+    if path.is_empty() { ".".to_owned() } else { render(path) }
 }
