@@ -38,7 +38,10 @@ async fn anonymous_token_and_certificate() -> anyhow::Result<()> {
     assert_eq!(status_of(&cert, "/api/v1/namespaces").await?, 200);
     let unauthorized = c.kubectl_cmd(&["get", "ns", "--token=bogus"]).output()?;
     let stderr = String::from_utf8_lossy(&unauthorized.stderr);
-    assert!(stderr.contains("Unauthorized") || stderr.contains("provide credentials"), "{stderr}");
+    assert!(
+        stderr.contains("Unauthorized") || stderr.contains("provide credentials"),
+        "{stderr}"
+    );
     Ok(())
 }
 

@@ -322,3 +322,56 @@ fn generator_commands_send_protobuf() -> anyhow::Result<()> {
     assert_eq!(kubernetes, "10.43.0.1");
     Ok(())
 }
+
+#[test]
+fn server_side_apply_tracks_managers_and_conflicts() -> anyhow::Result<()> {
+    let c = Cluster::start()?;
+    assert_eq!(
+        c.kubectl_stdin(&["apply", "--server-side", "-f", "-"], Some(DEPLOYMENT))?
+            .trim(),
+        "deployment.apps/web serverside-applied"
+    );
+    let managers = c.kubectl(&[
+        "get",
+        "deploy",
+        "web",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={.metadata.managedFields[*].manager}/{.metadata.managedFields[*].operation}",
+    ])?;
+    assert_eq!(managers, "kubectl/Apply");
+    c.kubectl(&["scale", "deploy", "web", "--replicas=4"])?;
+    let three = DEPLOYMENT.replace("replicas: 2", "replicas: 3");
+    let out = c.kubectl_output(&["apply", "--server-side", "-f", "-"], Some(&three))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a conflicting apply must fail");
+    assert!(
+        stderr.contains("Apply failed with 1 conflict: conflict with \"kubectl\"") && stderr.contains(".spec.replicas"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--force-conflicts"), "{stderr}");
+    c.kubectl_stdin(
+        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+        Some(&three),
+    )?;
+    assert_eq!(
+        c.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"])?,
+        "3"
+    );
+    let without_env = DEPLOYMENT
+        .replace(
+            "        env:\n        - {name: A, value: \"1\"}\n        - {name: B, value: \"2\"}\n",
+            "",
+        )
+        .replace("replicas: 2", "replicas: 3");
+    c.kubectl_stdin(&["apply", "--server-side", "-f", "-"], Some(&without_env))?;
+    let env = c.kubectl(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].env}",
+    ])?;
+    assert_eq!(env, "", "fields the manager stops applying are removed");
+    Ok(())
+}

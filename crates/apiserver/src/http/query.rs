@@ -100,8 +100,9 @@ impl Query {
         })
     }
 
-    /// Options of a write.
-    pub fn write_options(&self) -> Result<WriteOptions, ApiError> {
+    /// Options of a write; without a `fieldManager`, the manager is named after the client's
+    /// user agent (`kubectl/v1.33.1 …` → `kubectl`), as upstream does.
+    pub fn write_options(&self, user_agent: Option<&str>) -> Result<WriteOptions, ApiError> {
         let field_validation = match self.field_validation.as_deref() {
             None | Some("") | Some("Warn") => FieldValidation::Warn,
             Some("Strict") => FieldValidation::Strict,
@@ -112,10 +113,16 @@ impl Query {
                 )));
             }
         };
+        let from_agent = user_agent
+            .and_then(|ua| ua.split('/').next())
+            .filter(|m| !m.is_empty())
+            .map(String::from);
         Ok(WriteOptions {
             dry_run: self.dry_run()?,
             field_validation,
-            field_manager: self.field_manager.clone(),
+            field_manager: self.field_manager.clone().filter(|m| !m.is_empty()).or(from_agent),
+            force: matches!(self.force.as_deref(), Some("true" | "1")),
+            ..WriteOptions::default()
         })
     }
 

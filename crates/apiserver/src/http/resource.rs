@@ -107,7 +107,9 @@ async fn dispatch(
         }
         (Method::POST, None) => {
             let obj = body::decode(&media, &body)?;
-            let written = registry.create(&def, ns, obj, &query.write_options()?).await?;
+            let written = registry
+                .create(&def, ns, obj, &query.write_options(user_agent(headers))?)
+                .await?;
             Ok(encode::single_response(
                 &def,
                 &written.object,
@@ -119,7 +121,7 @@ async fn dispatch(
         }
         (Method::PUT, Some(name)) => {
             let obj = body::decode(&media, &body)?;
-            let opts = query.write_options()?;
+            let opts = query.write_options(user_agent(headers))?;
             if sub == Some(Subresource::Scale) {
                 let scale = registry.write_scale(&def, ns, name, &obj, None, &opts).await?;
                 return Ok(json_response(StatusCode::OK, &scale));
@@ -136,8 +138,13 @@ async fn dispatch(
         }
         (Method::PATCH, Some(name)) => {
             let ty = PatchType::from_content_type(&media).ok_or_else(|| ApiError::unsupported_media_type(&media))?;
+            if ty == PatchType::Apply && query.field_manager.as_deref().is_none_or(str::is_empty) {
+                return Err(ApiError::bad_request(
+                    "PATCH, application/apply-patch+yaml: fieldManager is required for apply requests",
+                ));
+            }
             let patch = body::decode(&media, &body)?;
-            let opts = query.write_options()?;
+            let opts = query.write_options(user_agent(headers))?;
             if sub == Some(Subresource::Scale) {
                 let scale = registry.write_scale(&def, ns, name, &patch, Some(ty), &opts).await?;
                 return Ok(json_response(StatusCode::OK, &scale));
@@ -192,6 +199,10 @@ async fn dispatch(
             def.qualified()
         ))),
     }
+}
+
+fn user_agent(headers: &HeaderMap) -> Option<&str> {
+    headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok())
 }
 
 /// DeleteOptions from the body (JSON) and the query, the body winning as upstream does.

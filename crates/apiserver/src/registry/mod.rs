@@ -2,6 +2,7 @@
 //! every kind, with the per-kind differences supplied by its [`Strategy`](crate::strategy::Strategy).
 
 pub mod allocate;
+mod apply;
 mod list;
 pub mod meta;
 mod patch;

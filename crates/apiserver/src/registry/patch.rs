@@ -53,21 +53,14 @@ impl Registry {
         sub: Option<Subresource>,
         opts: &WriteOptions,
     ) -> Result<Written, ApiError> {
+        if ty == PatchType::Apply {
+            return self.server_side_apply(def, ns, name, patch, sub, opts).await;
+        }
         let schema = self.openapi.kind_schema(def.group, def.version, def.kind);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (kv, current) = match self.current(def, ns, name).await {
-                Ok(found) => found,
-                Err(e) if e.code == 404 && ty == PatchType::Apply && sub.is_none() => {
-                    let mut obj = patch.clone();
-                    if let Some(m) = obj.get_mut("metadata").and_then(serde_json::Value::as_object_mut) {
-                        m.entry("name").or_insert(Value::String(name.into()));
-                    }
-                    return self.create(def, ns, obj, opts).await;
-                }
-                Err(e) => return Err(e),
-            };
+            let (kv, current) = self.current(def, ns, name).await?;
             let mut patched = apply_patch(&current, patch, ty, schema.as_ref())?;
             super::meta::check_type(def, &mut patched, def.kind, &def.api_version())?;
             let pinned = meta_str(&patched, "resourceVersion")
@@ -99,6 +92,14 @@ impl Registry {
     }
 }
 
+/// The patch engines' view of a published schema.
+pub fn schema_node(schema: &SchemaRef) -> SchemaNode<'_> {
+    SchemaNode {
+        node: schema.node(),
+        defs: schema.defs(),
+    }
+}
+
 /// Applies one patch document to `current`.
 pub fn apply_patch(
     current: &Value,
@@ -106,10 +107,6 @@ pub fn apply_patch(
     ty: PatchType,
     schema: Option<&SchemaRef>,
 ) -> Result<Value, ApiError> {
-    let node = schema.map(|s| SchemaNode {
-        node: s.node(),
-        defs: s.defs(),
-    });
     let result = match ty {
         PatchType::Json => kate_patch::json_patch(current, patch),
         PatchType::Merge => kate_patch::json_merge(current, patch),
@@ -117,7 +114,7 @@ pub fn apply_patch(
             if !patch.is_object() {
                 return Err(ApiError::bad_request("the patch must be a JSON object"));
             }
-            kate_patch::strategic_merge(current, patch, node)
+            kate_patch::strategic_merge(current, patch, schema.map(schema_node))
         }
     };
     result.map_err(|e| match e.status_code() {

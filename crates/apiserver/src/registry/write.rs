@@ -11,6 +11,9 @@ use crate::error::{ApiError, Cause};
 use crate::strategy::validation;
 use crate::watchcache::decode;
 
+/// The manager of writes the server makes itself.
+const DEFAULT_MANAGER: &str = "kube-apiserver";
+
 /// How unknown fields in a request body are treated (`fieldValidation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FieldValidation {
@@ -30,8 +33,12 @@ pub struct WriteOptions {
     pub dry_run: bool,
     /// `fieldValidation`.
     pub field_validation: FieldValidation,
-    /// `fieldManager`.
+    /// `fieldManager` (for requests without one, the client's user-agent name).
     pub field_manager: Option<String>,
+    /// `force`: server-side apply takes fields other managers own.
+    pub force: bool,
+    /// Set by server-side apply, which computes managedFields itself.
+    pub(crate) fields_precomputed: bool,
 }
 
 /// The outcome of a write.
@@ -130,6 +137,7 @@ impl Registry {
         let _allocation = self.allocate(def, &mut obj, None).await?;
         let warnings = self.admit(def, &mut obj, None, opts)?;
         def.strategy.prepare_create(&mut obj);
+        self.track(def, None, &mut obj, None, opts);
         if opts.dry_run {
             if self.cache.get(&def.key(ns, &name)).is_some() {
                 return Err(ApiError::already_exists(def.group, def.plural, &name));
@@ -248,6 +256,7 @@ impl Registry {
         meta::carry_system_fields(def, &mut obj, current);
         let _allocation = self.allocate(def, &mut obj, Some(current)).await?;
         let warnings = self.admit(def, &mut obj, Some(current), opts)?;
+        self.track(def, Some(current), &mut obj, sub, opts);
         if meta::same_content(&obj, current) {
             return Ok(Written {
                 object: current.clone(),
@@ -287,6 +296,29 @@ impl Registry {
             created: false,
             warnings,
         })
+    }
+
+    /// Records in managedFields which fields this write's manager now owns.
+    fn track(
+        &self,
+        def: &ResourceDef,
+        old: Option<&Value>,
+        obj: &mut Value,
+        sub: Option<Subresource>,
+        opts: &WriteOptions,
+    ) {
+        if opts.fields_precomputed {
+            return;
+        }
+        let schema = self.openapi.kind_schema(def.group, def.version, def.kind);
+        let options = kate_patch::UpdateOptions {
+            manager: opts.field_manager.as_deref().unwrap_or(DEFAULT_MANAGER),
+            api_version: &def.api_version(),
+            now: &meta::now(),
+            subresource: sub.map(Subresource::name),
+            status_subresource: def.has(Subresource::Status),
+        };
+        kate_patch::record_update(old, obj, &options, schema.as_ref().map(super::patch::schema_node));
     }
 
     pub(super) fn cas_error(&self, def: &ResourceDef, name: &str, e: kate_store::Error) -> ApiError {
