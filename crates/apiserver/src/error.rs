@@ -122,6 +122,16 @@ impl ApiError {
         e
     }
 
+    /// 409 when a write was based on a stale resourceVersion.
+    pub fn modified(group: &str, plural: &str, name: &str) -> ApiError {
+        ApiError::conflict(
+            group,
+            plural,
+            name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        )
+    }
+
     /// 422 with field causes; the message follows upstream's `Kind "name" is invalid: …` form.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> ApiError {
         let listed: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();

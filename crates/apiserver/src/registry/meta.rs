@@ -176,6 +176,12 @@ pub fn same_content(a: &Value, b: &Value) -> bool {
     strip(a) == strip(b)
 }
 
+/// The object as stored at `revision`: its resourceVersion set to it.
+pub fn with_revision(mut obj: Value, revision: kate_store::Revision) -> Value {
+    meta_mut(&mut obj).insert("resourceVersion".into(), json!(revision.to_string()));
+    obj
+}
+
 /// The finalizers on an object.
 pub fn finalizers(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/finalizers")

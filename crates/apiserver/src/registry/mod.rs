@@ -113,8 +113,16 @@ impl Registry {
     /// Whether the namespace exists and is not terminating, as creates in it require.
     async fn check_namespace_open(&self, ns: &str) -> Result<(), ApiError> {
         let key = format!("/registry/namespaces/{ns}");
-        self.sync().await;
-        match self.cache.get(&key) {
+        // The common case (an open namespace already in the cache) needs no wait; only a miss
+        // or a terminating namespace is worth catching up on this server's own writes for.
+        let cached = match self.cache.get(&key) {
+            Some(obj) if !meta::is_deleting(&obj) => Some(obj),
+            _ => {
+                self.sync().await;
+                self.cache.get(&key)
+            }
+        };
+        match cached {
             None => Err(ApiError::not_found("", "namespaces", ns)),
             Some(obj)
                 if meta::is_deleting(&obj) || obj.pointer("/status/phase") == Some(&Value::from("Terminating")) =>

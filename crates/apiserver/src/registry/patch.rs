@@ -69,12 +69,7 @@ impl Registry {
             if let Some(rv) = &pinned
                 && *rv != kv.mod_revision.to_string()
             {
-                return Err(ApiError::conflict(
-                    def.group,
-                    def.plural,
-                    name,
-                    "the object has been modified; please apply your changes to the latest version and try again",
-                ));
+                return Err(ApiError::modified(def.group, def.plural, name));
             }
             if meta_str(&patched, "name").is_some_and(|n| n != name) {
                 return Err(ApiError::bad_request(format!(

@@ -56,12 +56,7 @@ impl Registry {
                 .filter(|rv| !rv.is_empty())
                 && rv != kv.mod_revision.to_string()
             {
-                return Err(ApiError::conflict(
-                    def.group,
-                    def.plural,
-                    name,
-                    "the object has been modified; please apply your changes to the latest version and try again",
-                ));
+                return Err(ApiError::modified(def.group, def.plural, name));
             }
             let Some(replicas) = scale.pointer("/spec/replicas").and_then(Value::as_i64) else {
                 return Err(ApiError::bad_request("Scale.spec.replicas must be an integer"));

@@ -155,7 +155,7 @@ impl Registry {
         })?;
         self.wrote(stored.mod_revision);
         Ok(Written {
-            object: decode(&stored.value, stored.mod_revision),
+            object: meta::with_revision(obj, stored.mod_revision),
             created: true,
             warnings,
         })
@@ -201,12 +201,7 @@ impl Registry {
         if let Some(rv) = meta_str(&obj, "resourceVersion").filter(|rv| !rv.is_empty())
             && rv != kv.mod_revision.to_string()
         {
-            return Err(ApiError::conflict(
-                def.group,
-                def.plural,
-                name,
-                "the object has been modified; please apply your changes to the latest version and try again",
-            ));
+            return Err(ApiError::modified(def.group, def.plural, name));
         }
         self.replace(def, ns, name, obj, &kv, &current, sub, opts).await
     }
@@ -292,7 +287,7 @@ impl Registry {
             .map_err(|e| self.cas_error(def, name, e))?;
         self.wrote(stored.mod_revision);
         Ok(Written {
-            object: decode(&stored.value, stored.mod_revision),
+            object: meta::with_revision(obj, stored.mod_revision),
             created: false,
             warnings,
         })
@@ -323,12 +318,7 @@ impl Registry {
 
     pub(super) fn cas_error(&self, def: &ResourceDef, name: &str, e: kate_store::Error) -> ApiError {
         match e {
-            kate_store::Error::Conflict { .. } => ApiError::conflict(
-                def.group,
-                def.plural,
-                name,
-                "the object has been modified; please apply your changes to the latest version and try again",
-            ),
+            kate_store::Error::Conflict { .. } => ApiError::modified(def.group, def.plural, name),
             kate_store::Error::NotFound(_) => ApiError::not_found(def.group, def.plural, name),
             other => other.into(),
         }
@@ -435,7 +425,7 @@ impl Registry {
             match self.store.update(&kv.key, encode(&next)?, kv.mod_revision).await {
                 Ok(stored) => {
                     self.wrote(stored.mod_revision);
-                    return Ok(decode(&stored.value, stored.mod_revision));
+                    return Ok(meta::with_revision(next, stored.mod_revision));
                 }
                 Err(kate_store::Error::Conflict { .. }) => continue,
                 Err(e) => return Err(self.cas_error(def, name, e)),
