@@ -1,0 +1,311 @@
+//! The measurements: startup, create throughput, GET/LIST latency and watch fan-out latency.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::{Method, StatusCode};
+use tokio::task::JoinSet;
+
+use crate::client::{Conn, Connector};
+use crate::report::{self, Latency};
+use crate::server::Server;
+
+/// The Accept header asking for a server-side Table.
+pub const TABLE_ACCEPT: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
+/// Untimed requests sent before each timed read series.
+const WARMUP: usize = 10;
+/// How long watchers wait for outstanding events once the last create was answered.
+const WATCH_GRACE: Duration = Duration::from_secs(30);
+
+/// Starts `runs` servers, each in a fresh data directory, and records spawn → ready times.
+pub fn startup(kate: &Path, data_root: &Path, runs: usize) -> Result<report::Startup> {
+    let mut times = Vec::with_capacity(runs);
+    for run in 1..=runs {
+        let server = Server::start(kate, data_root).with_context(|| format!("startup run {run} of {runs}"))?;
+        times.push(server.startup);
+    }
+    let mut sorted = times.clone();
+    sorted.sort_unstable();
+    let median_ms = report::percentile(&sorted, 0.5).map_or(0.0, |d| d.as_secs_f64() * 1e3);
+    Ok(report::Startup {
+        runs_ms: times.iter().map(|d| d.as_secs_f64() * 1e3).collect(),
+        median_ms,
+    })
+}
+
+/// A small ConfigMap named `name`.
+pub fn configmap(name: &str) -> Bytes {
+    Bytes::from(format!(
+        r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}","labels":{{"app":"kate-bench"}}}},"data":{{"key":"value","greeting":"hello"}}}}"#
+    ))
+}
+
+/// The collection path of ConfigMaps in namespace `ns`.
+pub fn configmaps_path(ns: &str) -> String {
+    format!("/api/v1/namespaces/{ns}/configmaps")
+}
+
+/// Creates namespace `name` (201 expected).
+pub async fn create_namespace(conn: &mut Conn, name: &str) -> Result<()> {
+    let body = format!(r#"{{"apiVersion":"v1","kind":"Namespace","metadata":{{"name":"{name}"}}}}"#);
+    conn.expect(
+        StatusCode::CREATED,
+        Method::POST,
+        "/api/v1/namespaces",
+        None,
+        Some(Bytes::from(body)),
+    )
+    .await
+    .with_context(|| format!("creating namespace {name}"))?;
+    Ok(())
+}
+
+/// Creates `count` ConfigMaps named `<prefix><index>` in `ns` over `clients` concurrent
+/// connections; returns the wall-clock time and each create's latency.
+pub async fn create_many(
+    connector: &Connector,
+    ns: &str,
+    prefix: &str,
+    count: usize,
+    clients: usize,
+) -> Result<(Duration, Vec<Duration>)> {
+    ensure!(clients > 0, "at least one client is needed");
+    let mut conns = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        conns.push(connector.connect().await?);
+    }
+    let next = Arc::new(AtomicUsize::new(0));
+    let path: Arc<str> = configmaps_path(ns).into();
+    let prefix: Arc<str> = prefix.into();
+    let started = Instant::now();
+    let mut tasks = JoinSet::new();
+    for mut conn in conns {
+        let (next, path, prefix) = (next.clone(), path.clone(), prefix.clone());
+        tasks.spawn(async move {
+            let mut latencies = Vec::with_capacity(count / clients + 1);
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count {
+                    return anyhow::Ok(latencies);
+                }
+                let body = configmap(&format!("{prefix}{i:06}"));
+                let sent = Instant::now();
+                conn.expect(StatusCode::CREATED, Method::POST, &path, None, Some(body))
+                    .await?;
+                latencies.push(sent.elapsed());
+            }
+        });
+    }
+    let mut all = Vec::with_capacity(count);
+    while let Some(done) = tasks.join_next().await {
+        all.extend(done.context("a create client panicked")??);
+    }
+    Ok((started.elapsed(), all))
+}
+
+/// Times `requests` sequential GETs of `path` on one connection (after a short warm-up).
+pub async fn get_latency(conn: &mut Conn, path: &str, requests: usize) -> Result<Latency> {
+    for _ in 0..WARMUP {
+        conn.expect(StatusCode::OK, Method::GET, path, None, None).await?;
+    }
+    let mut samples = Vec::with_capacity(requests);
+    for _ in 0..requests {
+        let sent = Instant::now();
+        conn.expect(StatusCode::OK, Method::GET, path, None, None).await?;
+        samples.push(sent.elapsed());
+    }
+    Ok(Latency::of(&mut samples))
+}
+
+/// Times `requests` sequential LISTs of `path` with the given Accept header, after checking
+/// that one response holds `objects` items (or Table rows); returns the latency and the size of
+/// one response.
+pub async fn list_latency(
+    conn: &mut Conn,
+    path: &str,
+    accept: Option<&str>,
+    requests: usize,
+    objects: usize,
+) -> Result<(Latency, usize)> {
+    let body = conn.expect(StatusCode::OK, Method::GET, path, accept, None).await?;
+    let list: serde_json::Value =
+        serde_json::from_slice(&body).with_context(|| format!("parsing the LIST of {path}"))?;
+    let (kind, field) = if accept.is_some() {
+        ("Table", "rows")
+    } else {
+        ("ConfigMapList", "items")
+    };
+    ensure!(
+        list["kind"] == kind,
+        "LIST {path} returned kind {} instead of {kind}",
+        list["kind"]
+    );
+    let found = list[field].as_array().map_or(0, Vec::len);
+    ensure!(
+        found == objects,
+        "LIST {path} returned {found} {field}, expected {objects}"
+    );
+    for _ in 1..WARMUP {
+        conn.expect(StatusCode::OK, Method::GET, path, accept, None).await?;
+    }
+    let mut samples = Vec::with_capacity(requests);
+    for _ in 0..requests {
+        let sent = Instant::now();
+        conn.expect(StatusCode::OK, Method::GET, path, accept, None).await?;
+        samples.push(sent.elapsed());
+    }
+    Ok((Latency::of(&mut samples), body.len()))
+}
+
+/// Opens `watchers` watches on ConfigMaps in `ns` from the resourceVersion of a prior LIST, then
+/// creates `events` ConfigMaps one at a time with `pause` between them; the latency of each
+/// watcher × event pair is its receive time minus the time just before that create was sent.
+pub async fn watch_latency(
+    connector: &Connector,
+    ns: &str,
+    watchers: usize,
+    events: usize,
+    pause: Duration,
+) -> Result<report::Watch> {
+    let mut creator = connector.connect().await?;
+    create_namespace(&mut creator, ns).await?;
+    let path = configmaps_path(ns);
+    let list = creator.expect(StatusCode::OK, Method::GET, &path, None, None).await?;
+    let list: serde_json::Value =
+        serde_json::from_slice(&list).with_context(|| format!("parsing the LIST of {path}"))?;
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .with_context(|| format!("the LIST of {path} has no resourceVersion"))?
+        .to_string();
+    let watch_path = format!("{path}?watch=true&resourceVersion={rv}");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = JoinSet::new();
+    for _ in 0..watchers {
+        let mut conn = connector.connect().await?;
+        let resp = conn.start(Method::GET, &watch_path, None, None).await?;
+        if resp.status() != StatusCode::OK {
+            let status = resp.status();
+            let body = resp.into_body().collect().await.map(|b| b.to_bytes());
+            bail!(
+                "GET {watch_path}: expected 200, got {status}: {}",
+                body.map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default()
+            );
+        }
+        let mut stop = stop_rx.clone();
+        tasks.spawn(async move {
+            // The connection must outlive the streaming body.
+            let _conn = conn;
+            let mut body = resp.into_body();
+            let mut seen: Vec<Option<Instant>> = vec![None; events];
+            let mut received = 0;
+            let mut buf: Vec<u8> = Vec::new();
+            while received < events {
+                let frame = tokio::select! {
+                    frame = body.frame() => frame,
+                    _ = stop.wait_for(|stop| *stop) => break,
+                };
+                let now = Instant::now();
+                let Some(frame) = frame else { break };
+                let Ok(data) = frame.context("reading a watch stream")?.into_data() else {
+                    continue;
+                };
+                buf.extend_from_slice(&data);
+                while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=end).collect();
+                    if let Some(i) = added_index(&line)?
+                        && i < events
+                        && seen[i].is_none()
+                    {
+                        seen[i] = Some(now);
+                        received += 1;
+                    }
+                }
+            }
+            anyhow::Ok(seen)
+        });
+    }
+
+    let mut sent_at = Vec::with_capacity(events);
+    for i in 0..events {
+        let body = configmap(&format!("watch-{i:06}"));
+        sent_at.push(Instant::now());
+        creator
+            .expect(StatusCode::CREATED, Method::POST, &path, None, Some(body))
+            .await?;
+        tokio::time::sleep(pause).await;
+    }
+    let stopper = tokio::spawn(async move {
+        tokio::time::sleep(WATCH_GRACE).await;
+        let _ = stop_tx.send(true);
+    });
+
+    let mut samples = Vec::with_capacity(watchers * events);
+    let mut missing = 0;
+    while let Some(done) = tasks.join_next().await {
+        let seen = done.context("a watcher panicked")??;
+        for (i, at) in seen.into_iter().enumerate() {
+            match at {
+                Some(at) => samples.push(at.saturating_duration_since(sent_at[i])),
+                None => missing += 1,
+            }
+        }
+    }
+    stopper.abort();
+    Ok(report::Watch {
+        watchers,
+        events,
+        pause_ms: pause.as_millis() as u64,
+        received: samples.len(),
+        missing,
+        latency: Latency::of(&mut samples),
+    })
+}
+
+/// The index of a bench ConfigMap `watch-<index>` in an ADDED watch event line, if it is one.
+fn added_index(line: &[u8]) -> Result<Option<usize>> {
+    let line = line.trim_ascii();
+    if line.is_empty() {
+        return Ok(None);
+    }
+    let event: serde_json::Value = serde_json::from_slice(line).with_context(|| {
+        format!(
+            "a watch event is not JSON: {}",
+            String::from_utf8_lossy(&line[..line.len().min(300)])
+        )
+    })?;
+    if event["type"] != "ADDED" {
+        return Ok(None);
+    }
+    Ok(event["object"]["metadata"]["name"]
+        .as_str()
+        .and_then(|name| name.strip_prefix("watch-"))
+        .and_then(|index| index.parse().ok()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_event_index() {
+        let added = br#"{"type":"ADDED","object":{"metadata":{"name":"watch-000042"}}}"#;
+        assert_eq!(added_index(added).ok().flatten(), Some(42));
+        let modified = br#"{"type":"MODIFIED","object":{"metadata":{"name":"watch-000042"}}}"#;
+        assert_eq!(added_index(modified).ok().flatten(), None);
+        assert_eq!(added_index(b"\n").ok().flatten(), None);
+        assert!(added_index(b"{oops").is_err());
+    }
+
+    #[test]
+    fn configmap_is_json() {
+        let cm: serde_json::Value = serde_json::from_slice(&configmap("a-1")).unwrap_or_default();
+        assert_eq!(cm["metadata"]["name"], "a-1");
+    }
+}

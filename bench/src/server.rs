@@ -1,0 +1,192 @@
+//! Starting, watching and stopping a `kate server` process in a throwaway data directory.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// How long a server may take to print its ready line.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How many of the server's last stderr lines are kept for error messages.
+const LOG_TAIL: usize = 40;
+
+/// A running `kate server`, killed (SIGKILL) and its data directory removed on drop.
+pub struct Server {
+    child: Child,
+    /// The server's temporary data directory.
+    dir: tempfile::TempDir,
+    /// The server's HTTPS port on 127.0.0.1.
+    pub port: u16,
+    /// Wall-clock time from spawning the process to reading its ready line.
+    pub startup: Duration,
+    log: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl Server {
+    /// Spawns `kate server --https-port 0` in a fresh directory under `data_root` and waits for
+    /// the ready line.
+    pub fn start(kate: &Path, data_root: &Path) -> Result<Server> {
+        let dir = tempfile::Builder::new()
+            .prefix("kate-bench-")
+            .tempdir_in(data_root)
+            .with_context(|| format!("creating a data directory in {}", data_root.display()))?;
+        let log = Arc::new(Mutex::new(VecDeque::with_capacity(LOG_TAIL)));
+        let (tx, rx) = mpsc::channel::<(Instant, String)>();
+        let spawned = Instant::now();
+        let mut child = Command::new(kate)
+            .args(["server", "--https-port", "0", "--data-dir"])
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", kate.display()))?;
+        let Some(stderr) = child.stderr.take() else {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("the server's stderr was not captured");
+        };
+        let tail = log.clone();
+        // Drains stderr for the server's whole life so it never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let now = Instant::now();
+                if let Ok(mut tail) = tail.lock() {
+                    if tail.len() == LOG_TAIL {
+                        tail.pop_front();
+                    }
+                    tail.push_back(line.clone());
+                }
+                let _ = tx.send((now, line));
+            }
+        });
+        let mut server = Server {
+            child,
+            dir,
+            port: 0,
+            startup: Duration::ZERO,
+            log,
+        };
+        let deadline = spawned + READY_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok((at, line)) if line.contains(" ready in ") => {
+                    server.startup = at.duration_since(spawned);
+                    server.port = parse_ready_line(&line)?;
+                    return Ok(server);
+                }
+                Ok(_) => continue,
+                Err(mpsc::RecvTimeoutError::Timeout) => bail!(
+                    "kate server did not become ready within {READY_TIMEOUT:?}; its log:\n{}",
+                    server.log_tail()
+                ),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = server.child.wait().context("waiting for kate server")?;
+                    bail!(
+                        "kate server exited ({status}) before it was ready; its log:\n{}",
+                        server.log_tail()
+                    );
+                }
+            }
+        }
+    }
+
+    /// The process id of the server.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The admin kubeconfig the server wrote.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig.yaml")
+    }
+
+    /// The server's resident set size (`VmRSS`) in KiB.
+    pub fn rss_kib(&self) -> Result<u64> {
+        proc_status_kib(self.pid(), "VmRSS")
+    }
+
+    /// The server's peak resident set size (`VmHWM`) in KiB.
+    pub fn peak_rss_kib(&self) -> Result<u64> {
+        proc_status_kib(self.pid(), "VmHWM")
+    }
+
+    /// Fails, with the end of the server's log, if the server has exited.
+    pub fn check_alive(&mut self) -> Result<()> {
+        if let Some(status) = self.child.try_wait().context("polling kate server")? {
+            bail!("kate server exited ({status}); its log:\n{}", self.log_tail());
+        }
+        Ok(())
+    }
+
+    /// The last lines the server wrote to stderr.
+    pub fn log_tail(&self) -> String {
+        match self.log.lock() {
+            Ok(tail) => tail.iter().map(|l| format!("  {l}\n")).collect(),
+            Err(_) => String::new(),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Extracts the port from `kate: ready in 0.02s: API server at https://127.0.0.1:PORT, ...`,
+/// refusing any address other than 127.0.0.1.
+fn parse_ready_line(line: &str) -> Result<u16> {
+    let url = line
+        .split("API server at ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .with_context(|| format!("no URL in the ready line {line:?}"))?;
+    let port = url
+        .trim()
+        .strip_prefix("https://127.0.0.1:")
+        .with_context(|| format!("the server is not at https://127.0.0.1: {url}"))?;
+    port.trim_end_matches('/')
+        .parse()
+        .with_context(|| format!("bad port in {url}"))
+}
+
+/// Reads one `kB` field of `/proc/<pid>/status`.
+fn proc_status_kib(pid: u32, field: &str) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let value = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .with_context(|| format!("no {field} in {path}"))?;
+    value
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .with_context(|| format!("bad {field} in {path}: {value:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_line_port() {
+        let line = "kate: ready in 0.02s: API server at https://127.0.0.1:41234, kubeconfig at /tmp/x/kubeconfig.yaml";
+        assert_eq!(parse_ready_line(line).ok(), Some(41234));
+        assert!(parse_ready_line("kate: ready in 0.02s: API server at https://10.0.0.1:1, k").is_err());
+    }
+
+    #[test]
+    fn own_rss() {
+        let rss = proc_status_kib(std::process::id(), "VmRSS").unwrap_or(0);
+        assert!(rss > 0);
+    }
+}
