@@ -2,7 +2,7 @@
 //! fed by one store watch, so that lists and watches at recent revisions never touch the store.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use kate_store::{EventKind, RangeRequest, Revision, Store, WatchEvent};
@@ -15,6 +15,38 @@ pub const REGISTRY_PREFIX: &str = "/registry/";
 /// How many events the cache keeps for watchers that resume from a recent revision.
 const HISTORY: usize = 50_000;
 
+/// An object as the cache holds it: parsed, and serialized to JSON once, on first need, for
+/// every list and watcher that sends it as it is.
+#[derive(Debug)]
+pub struct Cached {
+    value: Value,
+    json: OnceLock<Vec<u8>>,
+}
+
+impl Cached {
+    /// Wraps a parsed object.
+    pub fn new(value: Value) -> Arc<Cached> {
+        Arc::new(Cached {
+            value,
+            json: OnceLock::new(),
+        })
+    }
+
+    /// The object's JSON.
+    pub fn json(&self) -> &[u8] {
+        self.json
+            .get_or_init(|| serde_json::to_vec(&self.value).unwrap_or_default())
+    }
+}
+
+impl std::ops::Deref for Cached {
+    type Target = Value;
+
+    fn deref(&self) -> &Value {
+        &self.value
+    }
+}
+
 /// One change to one object, with the object as stored (resourceVersion filled in).
 #[derive(Debug)]
 pub struct Event {
@@ -25,16 +57,41 @@ pub struct Event {
     /// The revision of the change.
     pub revision: Revision,
     /// The object after the change (for deletes: its last state).
-    pub object: Arc<Value>,
+    pub object: Arc<Cached>,
     /// The object before the change, for updates and deletes.
-    pub prev: Option<Arc<Value>>,
+    pub prev: Option<Arc<Cached>>,
     /// When the cache received the change (history older than the retention is dropped).
     pub received: Instant,
 }
 
+impl Event {
+    fn new(
+        kind: EventKind,
+        key: String,
+        revision: Revision,
+        object: Arc<Cached>,
+        prev: Option<Arc<Cached>>,
+        received: Instant,
+    ) -> Event {
+        Event {
+            kind,
+            key,
+            revision,
+            object,
+            prev,
+            received,
+        }
+    }
+
+    /// The object as JSON, serialized once and shared by every list and watcher.
+    pub fn json(&self) -> &[u8] {
+        self.object.json()
+    }
+}
+
 #[derive(Default)]
 struct State {
-    objects: BTreeMap<String, Arc<Value>>,
+    objects: BTreeMap<String, Arc<Cached>>,
     events: VecDeque<Arc<Event>>,
     /// The cache reflects the store up to and including this revision.
     revision: Revision,
@@ -103,7 +160,7 @@ impl WatchCache {
             for kv in &page.kvs {
                 state
                     .objects
-                    .insert(kv.key.clone(), Arc::new(decode(&kv.value, kv.mod_revision)));
+                    .insert(kv.key.clone(), Cached::new(decode(&kv.value, kv.mod_revision)));
             }
             match page.kvs.last() {
                 Some(last) if page.more => req.start_after = last.key.clone(),
@@ -142,19 +199,12 @@ impl WatchCache {
             let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
             for ev in batch {
                 let revision = ev.revision();
-                let object = Arc::new(decode(&ev.kv.value, revision));
+                let object = Cached::new(decode(&ev.kv.value, revision));
                 let prev = match ev.kind {
                     EventKind::Delete => state.objects.remove(&ev.kv.key),
                     _ => state.objects.insert(ev.kv.key.clone(), object.clone()),
                 };
-                let event = Arc::new(Event {
-                    kind: ev.kind,
-                    key: ev.kv.key,
-                    revision,
-                    object,
-                    prev,
-                    received,
-                });
+                let event = Arc::new(Event::new(ev.kind, ev.kv.key, revision, object, prev, received));
                 state.events.push_back(event.clone());
                 state.revision = state.revision.max(revision);
                 fresh.push(event);
@@ -186,12 +236,12 @@ impl WatchCache {
     }
 
     /// One object by key.
-    pub fn get(&self, key: &str) -> Option<Arc<Value>> {
+    pub fn get(&self, key: &str) -> Option<Arc<Cached>> {
         self.read().objects.get(key).cloned()
     }
 
     /// All objects under `prefix` in key order, with the cache revision.
-    pub fn list(&self, prefix: &str) -> (Vec<Arc<Value>>, Revision) {
+    pub fn list(&self, prefix: &str) -> (Vec<Arc<Cached>>, Revision) {
         let state = self.read();
         let items = state
             .objects
@@ -241,14 +291,14 @@ impl WatchCache {
                     .and_then(Value::as_str)
                     .and_then(|r| r.parse().ok())
                     .unwrap_or(0);
-                Arc::new(Event {
-                    kind: EventKind::Create,
-                    key: k.clone(),
+                Arc::new(Event::new(
+                    EventKind::Create,
+                    k.clone(),
                     revision,
-                    object: v.clone(),
-                    prev: None,
-                    received: Instant::now(),
-                })
+                    v.clone(),
+                    None,
+                    Instant::now(),
+                ))
             })
             .collect();
         WatchStart {

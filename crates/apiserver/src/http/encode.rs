@@ -1,7 +1,5 @@
 //! Response bodies: objects, lists and server-side Tables, chosen by the Accept header.
 
-use std::sync::Arc;
-
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Serialize;
@@ -68,7 +66,7 @@ pub fn negotiate(headers: &HeaderMap) -> Result<Format, ApiError> {
 }
 
 /// A JSON response with `Warning` headers.
-pub fn object_response(code: StatusCode, obj: &Value, warnings: &[String]) -> Response {
+pub fn object_response(code: StatusCode, obj: &impl Serialize, warnings: &[String]) -> Response {
     let mut resp = bytes_response(code, "application/json", serde_json::to_vec(obj).unwrap_or_default());
     for w in warnings {
         let text = format!("299 - {}", serde_json::to_string(w).unwrap_or_default());
@@ -77,15 +75,6 @@ pub fn object_response(code: StatusCode, obj: &Value, warnings: &[String]) -> Re
         }
     }
     resp
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ListBody<'a> {
-    kind: String,
-    api_version: String,
-    metadata: Value,
-    items: &'a [Arc<Value>],
 }
 
 fn list_metadata(result: &ListResult) -> Value {
@@ -99,39 +88,100 @@ fn list_metadata(result: &ListResult) -> Value {
     meta
 }
 
-/// The `XList` body of a list.
+/// The `XList` body of a list, assembled from each object's cached JSON.
 pub fn list_bytes(def: &ResourceDef, result: &ListResult) -> Vec<u8> {
-    let body = ListBody {
-        kind: format!("{}List", def.kind),
-        api_version: def.api_version(),
-        metadata: list_metadata(result),
-        items: &result.items,
-    };
-    serde_json::to_vec(&body).unwrap_or_default()
+    let head = json!({"kind": format!("{}List", def.kind), "apiVersion": def.api_version(), "metadata": list_metadata(result)});
+    let mut out = serde_json::to_vec(&head).unwrap_or_default();
+    out.pop();
+    let size: usize = result.items.iter().map(|o| o.json().len() + 1).sum();
+    out.reserve(size + 16);
+    out.extend_from_slice(b",\"items\":[");
+    for (n, obj) in result.items.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(obj.json());
+    }
+    out.extend_from_slice(b"]}");
+    out
 }
 
-/// One Table row for an object.
-pub fn table_row(def: &ResourceDef, obj: &Value, include: Include) -> Value {
-    let object = match include {
-        Include::None => Value::Null,
-        Include::Object => obj.clone(),
-        Include::Metadata => json!({
-            "kind": "PartialObjectMetadata",
-            "apiVersion": "meta.k8s.io/v1",
-            "metadata": obj.get("metadata").cloned().unwrap_or_else(|| Value::Object(Map::new())),
-        }),
-    };
-    json!({"cells": def.strategy.cells(obj), "object": object})
+/// A Table row, serialized straight from the object it describes (no copies of its metadata).
+#[derive(Serialize)]
+struct Row<'a> {
+    cells: Vec<Value>,
+    object: RowObject<'a>,
 }
 
-/// A Table of `rows`; `headers: false` leaves out the column definitions (watch events after the first).
-pub fn table(def: &ResourceDef, rows: Vec<Value>, metadata: Value, headers: bool) -> Value {
-    let columns = if headers {
+/// What a row carries in `object`.
+enum RowObject<'a> {
+    None,
+    Metadata(&'a Value),
+    Object(&'a Value),
+}
+
+impl Serialize for RowObject<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            RowObject::None => s.serialize_none(),
+            RowObject::Object(obj) => obj.serialize(s),
+            RowObject::Metadata(obj) => {
+                let mut map = s.serialize_map(Some(3))?;
+                map.serialize_entry("kind", "PartialObjectMetadata")?;
+                map.serialize_entry("apiVersion", "meta.k8s.io/v1")?;
+                match obj.get("metadata") {
+                    Some(meta) => map.serialize_entry("metadata", meta)?,
+                    None => map.serialize_entry("metadata", &Map::new())?,
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+/// A `meta.k8s.io/v1` Table of objects.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Table<'a> {
+    kind: &'static str,
+    api_version: &'static str,
+    metadata: Value,
+    column_definitions: Value,
+    rows: Vec<Row<'a>>,
+}
+
+/// A Table of `objects`; `headers: false` leaves out the column definitions (watch events after
+/// the first).
+pub fn table<'a>(
+    def: &ResourceDef,
+    objects: impl Iterator<Item = &'a Value>,
+    metadata: Value,
+    headers: bool,
+    include: Include,
+) -> Table<'a> {
+    let rows = objects
+        .map(|obj| Row {
+            cells: def.strategy.cells(obj),
+            object: match include {
+                Include::None => RowObject::None,
+                Include::Metadata => RowObject::Metadata(obj),
+                Include::Object => RowObject::Object(obj),
+            },
+        })
+        .collect();
+    let column_definitions = if headers {
         column_definitions(&def.strategy.columns())
     } else {
         Value::Null
     };
-    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "columnDefinitions": columns, "rows": rows})
+    Table {
+        kind: "Table",
+        api_version: "meta.k8s.io/v1",
+        metadata,
+        column_definitions,
+        rows,
+    }
 }
 
 /// A list rendered in the requested format.
@@ -139,8 +189,13 @@ pub fn list_response(def: &ResourceDef, result: &ListResult, format: Format, inc
     match format {
         Format::Object => bytes_response(StatusCode::OK, "application/json", list_bytes(def, result)),
         Format::Table => {
-            let rows = result.items.iter().map(|o| table_row(def, o, include)).collect();
-            let body = table(def, rows, list_metadata(result), true);
+            let body = table(
+                def,
+                result.items.iter().map(|o| &***o),
+                list_metadata(result),
+                true,
+                include,
+            );
             bytes_response(
                 StatusCode::OK,
                 "application/json",
@@ -163,12 +218,7 @@ pub fn single_response(
         Format::Object => object_response(code, obj, warnings),
         Format::Table => {
             let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
-            let body = table(
-                def,
-                vec![table_row(def, obj, include)],
-                json!({"resourceVersion": rv}),
-                true,
-            );
+            let body = table(def, std::iter::once(obj), json!({"resourceVersion": rv}), true, include);
             object_response(code, &body, warnings)
         }
     }

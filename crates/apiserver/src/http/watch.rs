@@ -9,11 +9,12 @@ use axum::response::Response;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use kate_store::{EventKind, Revision};
+use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::encode::{Format, Include, table, table_row};
+use super::encode::{Format, Include, table};
 use crate::catalog::ResourceDef;
 use crate::error::ApiError;
 use crate::registry::{ListOptions, Registry};
@@ -78,7 +79,7 @@ pub async fn serve(registry: Arc<Registry>, req: WatchRequest) -> Response {
         }
         Err(e) => {
             tokio::spawn(async move {
-                let _ = stream.send("ERROR", e.status()).await;
+                let _ = stream.send("ERROR", &e.status()).await;
             });
         }
     }
@@ -160,29 +161,37 @@ impl Stream {
             (EventKind::Update, true, false) => "DELETED",
             _ => return true,
         };
-        let object = if kind == "DELETED" && ev.kind == EventKind::Update {
-            stamp(ev.prev.as_deref(), ev.revision)
-        } else {
-            (*ev.object).clone()
-        };
-        let object = match self.req.format {
-            Format::Object => object,
-            Format::Table => {
+        let left = kind == "DELETED" && ev.kind == EventKind::Update;
+        match (self.req.format, left) {
+            (Format::Object, false) => self.send_raw(kind, ev.json()).await,
+            (Format::Object, true) => {
+                self.send(kind, &stamp(ev.prev.as_deref().map(|p| &**p), ev.revision))
+                    .await
+            }
+            (Format::Table, _) => {
+                let stamped;
+                let object = if left {
+                    stamped = stamp(ev.prev.as_deref().map(|p| &**p), ev.revision);
+                    &stamped
+                } else {
+                    &**ev.object
+                };
                 let rv = object
                     .pointer("/metadata/resourceVersion")
                     .cloned()
                     .unwrap_or(Value::Null);
                 let first = !self.sent_headers;
                 self.sent_headers = true;
-                table(
+                let body = table(
                     &self.req.def,
-                    vec![table_row(&self.req.def, &object, self.req.include)],
+                    std::iter::once(object),
                     json!({"resourceVersion": rv}),
                     first,
-                )
+                    self.req.include,
+                );
+                self.send(kind, &body).await
             }
-        };
-        self.send(kind, object).await
+        }
     }
 
     fn matches(&self, obj: &Value) -> bool {
@@ -195,12 +204,22 @@ impl Stream {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
         let object = json!({"kind": self.req.def.kind, "apiVersion": self.req.def.api_version(), "metadata": meta});
-        self.send("BOOKMARK", object).await
+        self.send("BOOKMARK", &object).await
     }
 
-    async fn send(&mut self, kind: &str, object: Value) -> bool {
-        let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
-        line.push(b'\n');
+    async fn send(&mut self, kind: &str, object: &(impl Serialize + Sync)) -> bool {
+        let bytes = serde_json::to_vec(object).unwrap_or_default();
+        self.send_raw(kind, &bytes).await
+    }
+
+    /// Sends one event line around an object already serialized as JSON.
+    async fn send_raw(&mut self, kind: &str, object: &[u8]) -> bool {
+        let mut line = Vec::with_capacity(object.len() + 32);
+        line.extend_from_slice(b"{\"type\":\"");
+        line.extend_from_slice(kind.as_bytes());
+        line.extend_from_slice(b"\",\"object\":");
+        line.extend_from_slice(object);
+        line.extend_from_slice(b"}\n");
         self.tx.send(Ok(Bytes::from(line))).await.is_ok()
     }
 }

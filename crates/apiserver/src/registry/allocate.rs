@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, Cause};
+use crate::watchcache::Cached;
 
 /// The default service range (as k3s): `10.43.0.0/16`.
 pub const DEFAULT_SERVICE_CIDR: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 43, 0, 0), 16);
@@ -42,9 +43,9 @@ impl ServiceAllocator {
 
     /// Fills in the cluster IP and node ports of `svc`, keeping those of `old` when the new
     /// spec omits them, and refusing ones another service in `existing` holds.
-    pub fn assign(&self, svc: &mut Value, old: Option<&Value>, existing: &[Arc<Value>]) -> Result<(), Vec<Cause>> {
+    pub fn assign(&self, svc: &mut Value, old: Option<&Value>, existing: &[Arc<Cached>]) -> Result<(), Vec<Cause>> {
         let me = svc.pointer("/metadata/uid").cloned();
-        let others: Vec<&Arc<Value>> = existing
+        let others: Vec<&Arc<Cached>> = existing
             .iter()
             .filter(|s| s.pointer("/metadata/uid") != me.as_ref())
             .collect();
@@ -115,7 +116,7 @@ impl ServiceAllocator {
         Ok(())
     }
 
-    fn next_free(&self, others: &[&Arc<Value>]) -> Option<String> {
+    fn next_free(&self, others: &[&Arc<Cached>]) -> Option<String> {
         let used: HashSet<&str> = others
             .iter()
             .filter_map(|s| s.pointer("/spec/clusterIP").and_then(Value::as_str))
@@ -133,7 +134,7 @@ impl ServiceAllocator {
 fn assign_node_ports(
     spec: &mut serde_json::Map<String, Value>,
     old: Option<&Value>,
-    others: &[&Arc<Value>],
+    others: &[&Arc<Cached>],
 ) -> Result<(), Vec<Cause>> {
     let mut used: HashSet<i64> = others
         .iter()
@@ -241,7 +242,7 @@ mod tests {
         );
 
         let mut clash = svc("b", json!({"clusterIP": ip, "ports": [{"port": 80}]}));
-        let causes = alloc.assign(&mut clash, None, &[Arc::new(a)]).unwrap_err();
+        let causes = alloc.assign(&mut clash, None, &[Cached::new(a)]).unwrap_err();
         assert!(causes[0].message.contains("already allocated"));
     }
 

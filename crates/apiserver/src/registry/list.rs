@@ -12,7 +12,7 @@ use super::Registry;
 use crate::catalog::ResourceDef;
 use crate::error::ApiError;
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::watchcache::decode;
+use crate::watchcache::{Cached, decode};
 
 /// What a list asks for.
 #[derive(Debug, Default, Clone)]
@@ -34,7 +34,7 @@ pub struct ListOptions {
 /// One page of a list.
 pub struct ListResult {
     /// The matching objects.
-    pub items: Vec<Arc<Value>>,
+    pub items: Vec<Arc<Cached>>,
     /// The revision the list reflects.
     pub revision: Revision,
     /// Token for the next page.
@@ -159,7 +159,7 @@ impl Registry {
         let items = page
             .kvs
             .iter()
-            .map(|kv| Arc::new(decode(&kv.value, kv.mod_revision)))
+            .map(|kv| Cached::new(decode(&kv.value, kv.mod_revision)))
             .filter(|o| keep(o))
             .collect();
         Ok(ListResult {
@@ -171,12 +171,12 @@ impl Registry {
     }
 }
 
-fn ns_of(obj: Option<&Arc<Value>>) -> Option<&str> {
+fn ns_of(obj: Option<&Arc<Cached>>) -> Option<&str> {
     obj.and_then(|o| o.pointer("/metadata/namespace"))
         .and_then(Value::as_str)
 }
 
-fn name_of(obj: Option<&Arc<Value>>) -> &str {
+fn name_of(obj: Option<&Arc<Cached>>) -> &str {
     obj.and_then(|o| o.pointer("/metadata/name"))
         .and_then(Value::as_str)
         .unwrap_or("")

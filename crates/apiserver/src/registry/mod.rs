@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use crate::catalog::{Catalog, ResourceDef};
 use crate::error::ApiError;
-use crate::watchcache::WatchCache;
+use crate::watchcache::{Cached, WatchCache};
 pub use list::{ListOptions, ListResult};
 pub use patch::PatchType;
 pub use scale::scale_of;
@@ -78,7 +78,7 @@ impl Registry {
     }
 
     /// Reads one object (from the cache, after catching up with this server's writes).
-    pub async fn get(&self, def: &ResourceDef, ns: Option<&str>, name: &str) -> Result<Arc<Value>, ApiError> {
+    pub async fn get(&self, def: &ResourceDef, ns: Option<&str>, name: &str) -> Result<Arc<Cached>, ApiError> {
         self.sync().await;
         self.cache
             .get(&def.key(ns, name))

@@ -76,7 +76,7 @@ proptest! {
                 if let Err(e) = result {
                     prop_assert!((400..500).contains(&e.code), "{e}");
                     let after = registry.get(&cms, Some("default"), "seed").await.expect("seed kept");
-                    prop_assert_eq!(&after, &stored);
+                    prop_assert_eq!(&**after, &**stored);
                 }
             }
             Ok(())
