@@ -64,7 +64,7 @@ fn edit_with_an_editor_script() -> anyhow::Result<()> {
 fn wait_for_jsonpath() -> anyhow::Result<()> {
     let c = Cluster::start()?;
     c.kubectl_stdin(&["create", "-f", "-"], Some(&cm("w")))?;
-    let mut waiter = c
+    let waiter = c
         .kubectl_cmd(&["wait", "--for=jsonpath={.data.a}=done", "cm/w", "--timeout=20s"])
         .stdout(Stdio::piped())
         .spawn()?;
