@@ -41,8 +41,10 @@ pub fn json_patch(original: &Value, patch: &Value) -> Result<Value, PatchError> 
     }
     let ops: ::json_patch::Patch =
         serde_json::from_value(patch.clone()).map_err(|e| PatchError::InvalidJsonPatch(e.to_string()))?;
+    // Applied to a copy, so a failed patch needs no undo: json-patch's own undo path can hit
+    // an `unreachable!` on some inputs (seen with an `add` at "/0" of a non-array root).
     let mut doc = original.clone();
-    ::json_patch::patch(&mut doc, &ops).map_err(|e| PatchError::JsonPatchFailed(e.to_string()))?;
+    ::json_patch::patch_unsafe(&mut doc, &ops).map_err(|e| PatchError::JsonPatchFailed(e.to_string()))?;
     Ok(doc)
 }
 

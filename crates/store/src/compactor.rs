@@ -15,11 +15,7 @@ use crate::{Error, Revision, Store};
 
 /// Spawns a task that every `interval` compacts `store` to the newest revision older than
 /// `retention`; it stops when the store is closed.
-pub fn spawn_compactor(
-    store: Arc<dyn Store>,
-    retention: Duration,
-    interval: Duration,
-) -> JoinHandle<()> {
+pub fn spawn_compactor(store: Arc<dyn Store>, retention: Duration, interval: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut samples = Samples::default();
         let mut ticker = tokio::time::interval(interval);
@@ -93,18 +89,9 @@ mod tests {
         samples.record(start + Duration::from_secs(2), 9);
         samples.record(start + Duration::from_secs(3), 12);
         let retention = Duration::from_secs(2);
-        assert_eq!(
-            samples.take_expired(start + Duration::from_secs(1), retention),
-            None
-        );
-        assert_eq!(
-            samples.take_expired(start + Duration::from_secs(4), retention),
-            Some(9)
-        );
-        assert_eq!(
-            samples.take_expired(start + Duration::from_secs(4), retention),
-            None
-        );
+        assert_eq!(samples.take_expired(start + Duration::from_secs(1), retention), None);
+        assert_eq!(samples.take_expired(start + Duration::from_secs(4), retention), Some(9));
+        assert_eq!(samples.take_expired(start + Duration::from_secs(4), retention), None);
         assert_eq!(
             samples.take_expired(start + Duration::from_secs(5), retention),
             Some(12)

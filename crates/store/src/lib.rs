@@ -156,12 +156,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Replaces the value of an existing key whose `mod_revision` must equal `expected`
     /// (0 = unconditional); returns the stored key.
-    fn update(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        expected: Revision,
-    ) -> BoxFuture<'_, Result<KeyValue>>;
+    fn update(&self, key: &str, value: Vec<u8>, expected: Revision) -> BoxFuture<'_, Result<KeyValue>>;
 
     /// Deletes an existing key whose `mod_revision` must equal `expected` (0 = unconditional);
     /// returns the deleted value with `mod_revision` set to the deletion's revision.

@@ -50,12 +50,7 @@ impl Compaction {
     }
 
     /// Registers a request to compact to `revision`, given the store's `current` revision.
-    pub(super) fn request(
-        &mut self,
-        revision: Revision,
-        current: Revision,
-        reply: oneshot::Sender<Result<()>>,
-    ) {
+    pub(super) fn request(&mut self, revision: Revision, current: Revision, reply: oneshot::Sender<Result<()>>) {
         if revision > current {
             let _ = reply.send(Err(Error::FutureRevision {
                 requested: revision,

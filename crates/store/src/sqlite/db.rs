@@ -51,13 +51,10 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection> {
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
         .map_err(backend)?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(Error::Backend(format!(
-            "cannot enable WAL journal mode (got {mode})"
-        )));
+        return Err(Error::Backend(format!("cannot enable WAL journal mode (got {mode})")));
     }
     // FULL fsyncs the WAL on every commit: an acknowledged write must survive power loss.
-    conn.pragma_update(None, "synchronous", "FULL")
-        .map_err(backend)?;
+    conn.pragma_update(None, "synchronous", "FULL").map_err(backend)?;
     conn.execute_batch(SCHEMA).map_err(backend)?;
     Ok(conn)
 }
@@ -66,8 +63,7 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection> {
 pub(super) fn open_reader(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path).map_err(backend)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
-    conn.pragma_update(None, "query_only", true)
-        .map_err(backend)?;
+    conn.pragma_update(None, "query_only", true).map_err(backend)?;
     Ok(conn)
 }
 

@@ -22,9 +22,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use self::read::ReadPool;
 use self::writer::{EventBatch, Request, Write};
-use crate::{
-    BoxFuture, Error, KeyValue, RangeRequest, RangeResult, Result, Revision, Store, WatchReceiver,
-};
+use crate::{BoxFuture, Error, KeyValue, RangeRequest, RangeResult, Result, Revision, Store, WatchReceiver};
 
 /// Committed batches kept for watchers that are momentarily slow; one that falls further behind
 /// re-reads from the database. Tests use tiny buffers to exercise that path.
@@ -81,12 +79,7 @@ impl Store for SqliteStore {
         }))
     }
 
-    fn update(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        expected: Revision,
-    ) -> BoxFuture<'_, Result<KeyValue>> {
+    fn update(&self, key: &str, value: Vec<u8>, expected: Revision) -> BoxFuture<'_, Result<KeyValue>> {
         Box::pin(self.write(Write::Update {
             key: key.to_owned(),
             value,
@@ -106,10 +99,7 @@ impl Store for SqliteStore {
         Box::pin(async move {
             // Subscribing before anything is read is what makes history and live events meet.
             let live = self.events.subscribe();
-            let compacted = self
-                .pool
-                .run(|conn| db::meta(conn, db::META_COMPACT_REVISION))
-                .await?;
+            let compacted = self.pool.run(|conn| db::meta(conn, db::META_COMPACT_REVISION)).await?;
             let after = after.max(0);
             if after < compacted {
                 return Err(Error::Compacted {
@@ -118,13 +108,7 @@ impl Store for SqliteStore {
                 });
             }
             let (out, receiver) = tokio::sync::mpsc::channel(WATCH_BUFFER);
-            tokio::spawn(watch::forward(
-                Arc::clone(&self.pool),
-                live,
-                prefix,
-                after,
-                out,
-            ));
+            tokio::spawn(watch::forward(Arc::clone(&self.pool), live, prefix, after, out));
             Ok(receiver)
         })
     }
@@ -144,10 +128,7 @@ impl Store for SqliteStore {
     }
 
     fn compacted_revision(&self) -> BoxFuture<'_, Result<Revision>> {
-        Box::pin(
-            self.pool
-                .run(|conn| db::meta(conn, db::META_COMPACT_REVISION)),
-        )
+        Box::pin(self.pool.run(|conn| db::meta(conn, db::META_COMPACT_REVISION)))
     }
 }
 

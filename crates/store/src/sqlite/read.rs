@@ -52,17 +52,11 @@ impl ReadPool {
 
     fn take(&self) -> Option<Connection> {
         // A panic while holding the lock cannot leave a Vec of connections inconsistent.
-        self.idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .pop()
+        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop()
     }
 
     fn put(&self, conn: Connection) {
-        let mut idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         // A read whose caller gave up frees its permit early, so more than `READERS`
         // connections can briefly exist; keep only as many as can be used at once.
         if idle.len() < READERS {
@@ -91,11 +85,7 @@ pub(super) fn range(conn: &mut Connection, req: &RangeRequest) -> Result<RangeRe
         .map_err(backend)?;
     let current = db::current_revision(&tx)?;
     let compacted = db::meta(&tx, db::META_COMPACT_REVISION)?;
-    let revision = if req.revision == 0 {
-        current
-    } else {
-        req.revision
-    };
+    let revision = if req.revision == 0 { current } else { req.revision };
     if revision > current {
         return Err(Error::FutureRevision {
             requested: revision,
@@ -134,16 +124,11 @@ pub(super) fn range(conn: &mut Connection, req: &RangeRequest) -> Result<RangeRe
                 },
             )
             .map_err(backend)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(backend)?
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)?
     };
     let more = req.limit != 0 && kvs.len() > req.limit;
     kvs.truncate(if more { req.limit } else { kvs.len() });
-    Ok(RangeResult {
-        kvs,
-        revision,
-        more,
-    })
+    Ok(RangeResult { kvs, revision, more })
 }
 
 /// One page of watch history.
@@ -168,11 +153,7 @@ pub(super) fn history(
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Deferred)
         .map_err(backend)?;
-    let until = if until == 0 {
-        db::current_revision(&tx)?
-    } else {
-        until
-    };
+    let until = if until == 0 { db::current_revision(&tx)? } else { until };
     // Compaction records its revision before deleting anything, so within this snapshot every
     // row after `after` is still present if the recorded revision is not beyond it.
     let compacted = db::meta(&tx, db::META_COMPACT_REVISION)?;
@@ -194,20 +175,14 @@ pub(super) fn history(
             event,
         )
         .map_err(backend)?;
-    let events = rows
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(backend)?;
+    let events = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)?;
     let full = i64::try_from(events.len()).is_ok_and(|n| n >= limit);
     let through = match events.last() {
         Some(last) if full => last.revision(),
         // Watching from beyond the current revision covers up to the watch's own start.
         _ => until.max(after),
     };
-    Ok(HistoryPage {
-        events,
-        through,
-        until,
-    })
+    Ok(HistoryPage { events, through, until })
 }
 
 /// Builds a watch event from a row of the history query.

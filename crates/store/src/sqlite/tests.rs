@@ -127,10 +127,7 @@ async fn compaction_spanning_many_chunks() {
             if i < 10 {
                 store.create(&key, vec![0]).await.unwrap();
             } else {
-                store
-                    .update(&key, i.to_string().into_bytes(), 0)
-                    .await
-                    .unwrap();
+                store.update(&key, i.to_string().into_bytes(), 0).await.unwrap();
             }
         }));
         if i < 10 {
@@ -167,10 +164,7 @@ async fn create_throughput() {
     let (store, _dir) = fresh();
     let started = Instant::now();
     for i in 0..CREATES {
-        store
-            .create(&format!("/seq/{i}"), vec![0; 256])
-            .await
-            .unwrap();
+        store.create(&format!("/seq/{i}"), vec![0; 256]).await.unwrap();
     }
     let sequential = CREATES as f64 / started.elapsed().as_secs_f64();
 
@@ -180,10 +174,7 @@ async fn create_throughput() {
         let store = Arc::clone(&store);
         tasks.push(tokio::spawn(async move {
             for i in 0..CREATES / 8 * 4 {
-                store
-                    .create(&format!("/par/{task}/{i}"), vec![0; 256])
-                    .await
-                    .unwrap();
+                store.create(&format!("/par/{task}/{i}"), vec![0; 256]).await.unwrap();
             }
         }));
     }

@@ -205,11 +205,7 @@ struct Committed {
 
 /// Applies one write as revision `revision`. The outer error aborts the whole transaction
 /// (database failure); the inner one is this write's own failed check.
-fn apply(
-    tx: &Transaction<'_>,
-    op: Write,
-    revision: Revision,
-) -> Result<Result<(KeyValue, WatchEvent)>> {
+fn apply(tx: &Transaction<'_>, op: Write, revision: Revision) -> Result<Result<(KeyValue, WatchEvent)>> {
     let (kind, kv, prev) = match op {
         Write::Create { key, value } => {
             if db::live(tx, &key)?.is_some() {
@@ -223,11 +219,7 @@ fn apply(
             };
             (EventKind::Create, kv, None)
         }
-        Write::Update {
-            key,
-            value,
-            expected,
-        } => {
+        Write::Update { key, value, expected } => {
             let current = match checked(tx, key, expected)? {
                 Ok(current) => current,
                 Err(err) => return Ok(Err(err)),
@@ -253,12 +245,7 @@ fn apply(
             (EventKind::Delete, kv, Some(current))
         }
     };
-    insert(
-        tx,
-        kind,
-        &kv,
-        prev.as_ref().map_or(0, |prev| prev.mod_revision),
-    )?;
+    insert(tx, kind, &kv, prev.as_ref().map_or(0, |prev| prev.mod_revision))?;
     let event = WatchEvent {
         kind,
         kv: kv.clone(),
@@ -271,13 +258,11 @@ fn apply(
 fn checked(tx: &Transaction<'_>, key: String, expected: Revision) -> Result<Result<KeyValue>> {
     Ok(match db::live(tx, &key)? {
         None => Err(Error::NotFound(key)),
-        Some(current) if expected != 0 && expected != current.mod_revision => {
-            Err(Error::Conflict {
-                key,
-                expected,
-                current: Box::new(current),
-            })
-        }
+        Some(current) if expected != 0 && expected != current.mod_revision => Err(Error::Conflict {
+            key,
+            expected,
+            current: Box::new(current),
+        }),
         Some(current) => Ok(current),
     })
 }

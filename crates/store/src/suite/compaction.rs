@@ -36,17 +36,11 @@ pub async fn compaction_keeps_live_keys(store: Arc<dyn Store>) {
     let current = store.current_revision().await.expect("revision");
 
     store.compact(current).await.expect("compact");
-    assert_eq!(
-        store.compacted_revision().await.expect("compacted"),
-        current
-    );
+    assert_eq!(store.compacted_revision().await.expect("compacted"), current);
     // Compacting to the same revision again is harmless.
     store.compact(current).await.expect("compact again");
 
-    assert_eq!(
-        store.get(&a.key).await.expect("get a"),
-        Some(latest.clone())
-    );
+    assert_eq!(store.get(&a.key).await.expect("get a"), Some(latest.clone()));
     assert_eq!(store.get(&b.key).await.expect("get b"), None);
     let all = store.range(prefix(base, 0)).await.expect("range");
     assert_eq!(all.kvs, [latest.clone(), c.clone()]);
@@ -67,14 +61,8 @@ pub async fn compaction_keeps_live_keys(store: Arc<dyn Store>) {
 /// Reading below the compaction revision fails with Compacted.
 pub async fn range_below_compaction(store: Arc<dyn Store>) {
     let base = "/suite/compact-range/";
-    let a = store
-        .create(&format!("{base}a"), Vec::new())
-        .await
-        .expect("create");
-    let b = store
-        .update(&a.key, b"x".to_vec(), 0)
-        .await
-        .expect("update");
+    let a = store.create(&format!("{base}a"), Vec::new()).await.expect("create");
+    let b = store.update(&a.key, b"x".to_vec(), 0).await.expect("update");
     store.compact(b.mod_revision).await.expect("compact");
     let err = store
         .range(prefix(base, a.mod_revision))
@@ -85,44 +73,25 @@ pub async fn range_below_compaction(store: Arc<dyn Store>) {
         "got {err:?}"
     );
     // Compacting to a revision that does not exist yet is refused.
-    let err = store
-        .compact(b.mod_revision + 10)
-        .await
-        .expect_err("future compaction");
+    let err = store.compact(b.mod_revision + 10).await.expect_err("future compaction");
     assert!(matches!(err, Error::FutureRevision { .. }), "got {err:?}");
 }
 
 /// Watching from below the compaction revision fails with Compacted; from it, it works.
 pub async fn watch_below_compaction(store: Arc<dyn Store>) {
     let base = "/suite/compact-watch/";
-    let a = store
-        .create(&format!("{base}a"), Vec::new())
-        .await
-        .expect("create");
-    let b = store
-        .update(&a.key, b"x".to_vec(), 0)
-        .await
-        .expect("update");
+    let a = store.create(&format!("{base}a"), Vec::new()).await.expect("create");
+    let b = store.update(&a.key, b"x".to_vec(), 0).await.expect("update");
     store.compact(b.mod_revision).await.expect("compact");
-    let err = store
-        .watch(base, a.mod_revision)
-        .await
-        .expect_err("compacted watch");
+    let err = store.watch(base, a.mod_revision).await.expect_err("compacted watch");
     assert!(matches!(err, Error::Compacted { .. }), "got {err:?}");
 
     let mut watch = store
         .watch(base, b.mod_revision)
         .await
         .expect("watch at compaction revision");
-    let c = store
-        .update(&a.key, b"y".to_vec(), 0)
-        .await
-        .expect("update");
+    let c = store.update(&a.key, b"y".to_vec(), 0).await.expect("update");
     let events = super::next_events(&mut watch, 1).await;
     assert_eq!(events[0].kv, c);
-    assert_eq!(
-        events[0].prev.as_ref(),
-        Some(&b),
-        "prev survives compaction"
-    );
+    assert_eq!(events[0].prev.as_ref(), Some(&b), "prev survives compaction");
 }

@@ -14,16 +14,12 @@ mod watch;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use self::compaction::{
-    compaction_keeps_live_keys, range_below_compaction, watch_below_compaction,
-};
+pub use self::compaction::{compaction_keeps_live_keys, range_below_compaction, watch_below_compaction};
 pub use self::kv::{
-    concurrent_writes, create_and_get, create_existing, delete, revisions_advance_by_one,
-    update_cas, update_missing, update_unconditional,
+    concurrent_writes, create_and_get, create_existing, delete, revisions_advance_by_one, update_cas, update_missing,
+    update_unconditional,
 };
-pub use self::range::{
-    range_future_revision, range_paging, range_past_revision, range_prefix_isolation,
-};
+pub use self::range::{range_future_revision, range_paging, range_past_revision, range_prefix_isolation};
 pub use self::watch::{watch_catch_up_and_live, watch_prefix_filter, watch_slow_consumer};
 use crate::{Store, WatchEvent, WatchReceiver};
 
@@ -74,10 +70,6 @@ async fn next_events(watch: &mut WatchReceiver, count: usize) -> Vec<WatchEvent>
             events.push(event);
         }
     }
-    assert_eq!(
-        events.len(),
-        count,
-        "watch delivered more events than written"
-    );
+    assert_eq!(events.len(), count, "watch delivered more events than written");
     events
 }

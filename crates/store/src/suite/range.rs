@@ -24,51 +24,23 @@ pub async fn range_prefix_isolation(store: Arc<dyn Store>) {
         "/suite/prefix/bc/1",
         "/suite/prefix/b0",
     ] {
-        store
-            .create(key, key.as_bytes().to_vec())
-            .await
-            .expect("create");
+        store.create(key, key.as_bytes().to_vec()).await.expect("create");
     }
     // Characters that are wildcards or escapes in SQL LIKE must match only themselves.
-    store
-        .create("/suite/prefix/%_/x", Vec::new())
-        .await
-        .expect("create");
-    store
-        .create("/suite/prefix/ab/x", Vec::new())
-        .await
-        .expect("create");
+    store.create("/suite/prefix/%_/x", Vec::new()).await.expect("create");
+    store.create("/suite/prefix/ab/x", Vec::new()).await.expect("create");
 
-    let result = store
-        .range(prefix("/suite/prefix/b/"))
-        .await
-        .expect("range");
-    assert_eq!(
-        keys(&result.kvs),
-        ["/suite/prefix/b/1", "/suite/prefix/b/2"]
-    );
+    let result = store.range(prefix("/suite/prefix/b/")).await.expect("range");
+    assert_eq!(keys(&result.kvs), ["/suite/prefix/b/1", "/suite/prefix/b/2"]);
     assert!(!result.more);
-    assert_eq!(
-        result.revision,
-        store.current_revision().await.expect("revision")
-    );
+    assert_eq!(result.revision, store.current_revision().await.expect("revision"));
     assert_eq!(result.kvs[0].value, b"/suite/prefix/b/1");
 
     let result = store.range(prefix("/suite/prefix/b")).await.expect("range");
-    assert_eq!(
-        result.kvs.len(),
-        5,
-        "raw prefix matches b, b/1, b/2, b0 and bc/1"
-    );
-    let result = store
-        .range(prefix("/suite/prefix/%_/"))
-        .await
-        .expect("range");
+    assert_eq!(result.kvs.len(), 5, "raw prefix matches b, b/1, b/2, b0 and bc/1");
+    let result = store.range(prefix("/suite/prefix/%_/")).await.expect("range");
     assert_eq!(keys(&result.kvs), ["/suite/prefix/%_/x"]);
-    let result = store
-        .range(prefix("/suite/prefix/nothing/"))
-        .await
-        .expect("range");
+    let result = store.range(prefix("/suite/prefix/nothing/")).await.expect("range");
     assert!(result.kvs.is_empty());
 }
 
@@ -76,10 +48,7 @@ pub async fn range_prefix_isolation(store: Arc<dyn Store>) {
 pub async fn range_paging(store: Arc<dyn Store>) {
     let base = "/suite/paging/";
     for i in 0..7 {
-        store
-            .create(&format!("{base}{i}"), vec![i])
-            .await
-            .expect("create");
+        store.create(&format!("{base}{i}"), vec![i]).await.expect("create");
     }
     let mut request = RangeRequest {
         limit: 3,
@@ -93,10 +62,7 @@ pub async fn range_paging(store: Arc<dyn Store>) {
     assert!(first.more);
 
     // Writes after the first page must not show up in later pages read at its revision.
-    store
-        .create(&format!("{base}00"), Vec::new())
-        .await
-        .expect("create");
+    store.create(&format!("{base}00"), Vec::new()).await.expect("create");
     store.delete(&format!("{base}4"), 0).await.expect("delete");
 
     request.revision = first.revision;
@@ -141,10 +107,7 @@ pub async fn range_past_revision(store: Arc<dyn Store>) {
         .expect("create b");
     let then = b.mod_revision;
     store.delete(&a.key, 0).await.expect("delete a");
-    store
-        .update(&b.key, b"b2".to_vec(), 0)
-        .await
-        .expect("update b");
+    store.update(&b.key, b"b2".to_vec(), 0).await.expect("update b");
     store
         .create(&format!("{base}c"), b"c1".to_vec())
         .await
@@ -177,10 +140,7 @@ pub async fn range_past_revision(store: Arc<dyn Store>) {
 
 /// A read beyond the current revision fails.
 pub async fn range_future_revision(store: Arc<dyn Store>) {
-    store
-        .create("/suite/future/a", Vec::new())
-        .await
-        .expect("create");
+    store.create("/suite/future/a", Vec::new()).await.expect("create");
     let current = store.current_revision().await.expect("revision");
     let err = store
         .range(RangeRequest {

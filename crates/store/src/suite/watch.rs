@@ -12,10 +12,7 @@ pub async fn watch_catch_up_and_live(store: Arc<dyn Store>) {
         .create(&format!("{base}a"), b"a1".to_vec())
         .await
         .expect("create a");
-    let a2 = store
-        .update(&a.key, b"a2".to_vec(), 0)
-        .await
-        .expect("update a");
+    let a2 = store.update(&a.key, b"a2".to_vec(), 0).await.expect("update a");
     let deleted = store.delete(&a.key, 0).await.expect("delete a");
 
     // From just before the update: the create is history that must not be replayed.
@@ -26,10 +23,7 @@ pub async fn watch_catch_up_and_live(store: Arc<dyn Store>) {
     assert_eq!(history[0].prev.as_ref(), Some(&a));
     assert_eq!(history[1].kind, EventKind::Delete);
     assert_eq!(history[1].kv, deleted);
-    assert_eq!(
-        history[1].kv.value, b"a2",
-        "a delete event carries the last value"
-    );
+    assert_eq!(history[1].kv.value, b"a2", "a delete event carries the last value");
     assert_eq!(history[1].prev.as_ref(), Some(&a2));
 
     let b = store
@@ -52,35 +46,20 @@ pub async fn watch_catch_up_and_live(store: Arc<dyn Store>) {
     let mut replay = store.watch(base, a.mod_revision - 1).await.expect("watch");
     let all = next_events(&mut replay, 5).await;
     let revisions: Vec<_> = all.iter().map(|event| event.revision()).collect();
-    assert_eq!(
-        revisions,
-        (a.mod_revision..=b2.mod_revision).collect::<Vec<_>>()
-    );
+    assert_eq!(revisions, (a.mod_revision..=b2.mod_revision).collect::<Vec<_>>());
 }
 
 /// A watch sees only keys under its prefix.
 pub async fn watch_prefix_filter(store: Arc<dyn Store>) {
     let start = store.current_revision().await.expect("revision");
-    let mut watch = store
-        .watch("/suite/filter/in/", start)
-        .await
-        .expect("watch");
-    store
-        .create("/suite/filter/in", Vec::new())
-        .await
-        .expect("create");
+    let mut watch = store.watch("/suite/filter/in/", start).await.expect("watch");
+    store.create("/suite/filter/in", Vec::new()).await.expect("create");
     store
         .create("/suite/filter/inside/x", Vec::new())
         .await
         .expect("create");
-    store
-        .create("/suite/filter/out/x", Vec::new())
-        .await
-        .expect("create");
-    let wanted = store
-        .create("/suite/filter/in/x", Vec::new())
-        .await
-        .expect("create");
+    store.create("/suite/filter/out/x", Vec::new()).await.expect("create");
+    let wanted = store.create("/suite/filter/in/x", Vec::new()).await.expect("create");
     let events = next_events(&mut watch, 1).await;
     assert_eq!(events[0].kv, wanted);
 }
