@@ -215,3 +215,70 @@ async fn namespace_lifecycle_and_finalize() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn status_subresource_generate_name_and_propagation() -> anyhow::Result<()> {
+    use kube::api::{DeleteParams, PostParams};
+    let c = Cluster::start()?;
+    let client = c.client().await?;
+    let api: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let deploy: Deployment = serde_json::from_value(json!({
+        "metadata": {"generateName": "web-"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "nginx", "image": "nginx"}]}}
+        },
+        "status": {"replicas": 99}
+    }))?;
+    let created = api.create(&PostParams::default(), &deploy).await?;
+    let name = created.metadata.name.clone().unwrap_or_default();
+    assert!(name.starts_with("web-") && name.len() == 9, "{name}");
+    assert_eq!(
+        created.status.as_ref().and_then(|s| s.replicas),
+        None,
+        "status is not settable on create"
+    );
+    assert_eq!(created.metadata.generation, Some(1));
+
+    let status = api
+        .patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"replicas": 2}})),
+        )
+        .await?;
+    assert_eq!(status.status.as_ref().and_then(|s| s.replicas), Some(2));
+    assert_eq!(
+        status.metadata.generation,
+        Some(1),
+        "status writes leave the generation alone"
+    );
+    let spec = api
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 3}, "status": {"replicas": 7}})),
+        )
+        .await?;
+    assert_eq!(
+        spec.status.as_ref().and_then(|s| s.replicas),
+        Some(2),
+        "spec writes keep the status"
+    );
+    assert_eq!(spec.metadata.generation, Some(2));
+
+    api.delete(&name, &DeleteParams::orphan()).await?;
+    let orphaning = api.get(&name).await?;
+    assert!(orphaning.metadata.deletion_timestamp.is_some());
+    assert_eq!(orphaning.metadata.finalizers, Some(vec!["orphan".to_string()]));
+
+    let other = api.create(&PostParams::default(), &deploy).await?;
+    let other_name = other.metadata.name.unwrap_or_default();
+    api.delete(&other_name, &DeleteParams::foreground()).await?;
+    let foreground = api.get(&other_name).await?;
+    assert_eq!(
+        foreground.metadata.finalizers,
+        Some(vec!["foregroundDeletion".to_string()])
+    );
+    Ok(())
+}
