@@ -70,10 +70,42 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             "kate: try `KUBECONFIG={} kubectl get namespaces`",
             server.kubeconfig.display()
         );
+        let client = local_client(&server.kubeconfig).await?;
+        let controllers = kate_controllers::Config {
+            identity: identity(),
+            ..Default::default()
+        };
+        tokio::spawn(async move {
+            if let Err(e) = kate_controllers::run(client, controllers).await {
+                tracing::error!(error = %e, "controllers stopped");
+            }
+        });
         tokio::select! {
             _ = server.serve() => {}
             _ = tokio::signal::ctrl_c() => eprintln!("kate: interrupted, stopping"),
         }
         Ok(())
     })
+}
+
+/// A client of this server for the in-process components (they use the API like any other).
+async fn local_client(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig).context("reading the admin kubeconfig")?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .context("loading the admin kubeconfig")?;
+    kube::Client::try_from(config).context("building the API client")
+}
+
+/// This server's name in leader elections: the host name plus a random suffix, so two servers
+/// on one host still differ.
+fn identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "kate".into());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{host}_{:08x}", std::process::id() ^ nanos)
 }

@@ -1,0 +1,93 @@
+//! kate's controllers: the loops that make the cluster match what was declared.
+//!
+//! Each controller is a level-triggered loop written against the Kubernetes API with kube-rs,
+//! like any other client: it lists and watches what it cares about, compares desired with
+//! observed state and acts on the difference. Nothing is remembered between runs that cannot be
+//! re-read from the API, so every controller survives a restart by re-listing, and a conflict on
+//! write by re-reading and retrying. One module per controller; [`run`] starts them all once this
+//! process holds the controller-manager [`leader`] lease, so two servers never act at once.
+
+pub mod events;
+pub mod leader;
+pub mod namespace;
+pub mod serviceaccount;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+/// Errors a controller reports to its loop (which logs them and retries with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An API call failed.
+    #[error("API call failed: {0}")]
+    Api(#[from] kube::Error),
+    /// An object the controller needs is malformed.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Settings shared by the controllers.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Who this process is, for the leader lease and event sources.
+    pub identity: String,
+    /// How long a node may go without a heartbeat before it is marked unreachable.
+    pub node_monitor_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            identity: "kate".into(),
+            node_monitor_grace: Duration::from_secs(40),
+        }
+    }
+}
+
+/// What every controller gets: an API client, the settings and an event recorder.
+pub struct Context {
+    /// The API client.
+    pub client: kube::Client,
+    /// The settings.
+    pub config: Config,
+    /// Records events shown by `kubectl describe` and `kubectl get events`.
+    pub events: events::Recorder,
+}
+
+/// Runs every controller while this process holds the controller-manager lease; returns only
+/// if leadership cannot be pursued any more.
+pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
+    let ctx = Arc::new(Context {
+        events: events::Recorder::new(client.clone(), "kate-controller-manager"),
+        client: client.clone(),
+        config: config.clone(),
+    });
+    leader::run_while_leader(
+        client,
+        "kube-system",
+        "kate-controller-manager",
+        &config.identity,
+        move || {
+            let ctx = ctx.clone();
+            async move { start_all(ctx).await }
+        },
+    )
+    .await
+}
+
+/// Starts every controller and waits until one of them stops (which only happens on a bug or
+/// when the runtime shuts down).
+async fn start_all(ctx: Arc<Context>) {
+    let mut set = JoinSet::new();
+    set.spawn(namespace::run(ctx.clone()));
+    set.spawn(serviceaccount::run(ctx.clone()));
+    while let Some(done) = set.join_next().await {
+        match done {
+            Ok(Ok(())) => tracing::warn!("a controller stopped"),
+            Ok(Err(e)) => tracing::error!(error = %e, "a controller failed"),
+            Err(e) => tracing::error!(error = %e, "a controller panicked"),
+        }
+    }
+}
