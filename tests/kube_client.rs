@@ -282,3 +282,35 @@ async fn status_subresource_generate_name_and_propagation() -> anyhow::Result<()
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn binding_assigns_a_pod_once() -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::{Binding, Pod};
+    let c = Cluster::start()?;
+    let pods: Api<Pod> = Api::namespaced(c.client().await?, "default");
+    let pod: Pod = serde_json::from_value(
+        json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}),
+    )?;
+    pods.create(&PostParams::default(), &pod).await?;
+    let binding: Binding =
+        serde_json::from_value(json!({"metadata": {"name": "p"}, "target": {"kind": "Node", "name": "node-1"}}))?;
+    pods.create_subresource::<Binding, serde_json::Value>("binding", "p", &PostParams::default(), &binding)
+        .await?;
+    let bound = pods.get("p").await?;
+    assert_eq!(bound.spec.as_ref().and_then(|s| s.node_name.as_deref()), Some("node-1"));
+    let scheduled = bound
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "PodScheduled");
+    assert_eq!(scheduled.map(|c| c.status).as_deref(), Some("True"));
+    match pods
+        .create_subresource::<Binding, serde_json::Value>("binding", "p", &PostParams::default(), &binding)
+        .await
+    {
+        Err(kube::Error::Api(e)) => assert_eq!(e.code, 409),
+        other => panic!("a second binding must conflict: {other:?}"),
+    }
+    Ok(())
+}

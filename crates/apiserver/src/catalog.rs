@@ -13,6 +13,8 @@ pub enum Subresource {
     Scale,
     /// `/finalize` (namespaces): writes there change only `spec.finalizers`.
     Finalize,
+    /// `/binding` (pods): assigns the pod to a node, as the scheduler does.
+    Binding,
 }
 
 impl Subresource {
@@ -22,6 +24,7 @@ impl Subresource {
             Subresource::Status => "status",
             Subresource::Scale => "scale",
             Subresource::Finalize => "finalize",
+            Subresource::Binding => "binding",
         }
     }
 
@@ -29,6 +32,7 @@ impl Subresource {
     pub fn verbs(self) -> &'static [&'static str] {
         match self {
             Subresource::Finalize => &["update"],
+            Subresource::Binding => &["create"],
             _ => &["get", "patch", "update"],
         }
     }
@@ -42,6 +46,7 @@ impl Subresource {
     ) -> (&'static str, &'static str, &'static str) {
         match self {
             Subresource::Scale => ("autoscaling", "v1", "Scale"),
+            Subresource::Binding => ("", "v1", "Binding"),
             _ => (group, version, kind),
         }
     }

@@ -54,6 +54,7 @@ fn sub_of(target: &Target) -> Result<Option<Subresource>, ApiError> {
         Some("status") if def.has(Subresource::Status) => Ok(Some(Subresource::Status)),
         Some("scale") if def.has(Subresource::Scale) => Ok(Some(Subresource::Scale)),
         Some("finalize") if def.has(Subresource::Finalize) => Ok(Some(Subresource::Finalize)),
+        Some("binding") if def.has(Subresource::Binding) => Ok(Some(Subresource::Binding)),
         Some(_) => Err(ApiError::no_route()),
     }
 }
@@ -103,6 +104,14 @@ async fn dispatch(
                 include,
                 StatusCode::OK,
                 &[],
+            ))
+        }
+        (Method::POST, Some(name)) if sub == Some(Subresource::Binding) => {
+            let binding = body::decode(&media, &body)?;
+            registry.bind(&def, ns, name, &binding, query.dry_run()?).await?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
             ))
         }
         (Method::POST, None) => {

@@ -3,6 +3,7 @@
 
 pub mod allocate;
 mod apply;
+mod binding;
 mod list;
 pub mod meta;
 mod patch;

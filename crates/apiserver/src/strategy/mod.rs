@@ -95,6 +95,7 @@ const ALL: &[&str] = &["all"];
 const STATUS: &[Subresource] = &[Subresource::Status];
 const STATUS_SCALE: &[Subresource] = &[Subresource::Status, Subresource::Scale];
 const STATUS_FINALIZE: &[Subresource] = &[Subresource::Status, Subresource::Finalize];
+const POD_SUBRESOURCES: &[Subresource] = &[Subresource::Status, Subresource::Binding];
 
 #[allow(clippy::too_many_arguments)]
 fn def(
@@ -141,7 +142,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             Opts {
                 short: &["po"],
                 categories: ALL,
-                subresources: STATUS,
+                subresources: POD_SUBRESOURCES,
                 ..NS
             },
             typed::<k8s_openapi::api::core::v1::Pod>(Box::new(pod::PodStrategy)),
