@@ -272,7 +272,7 @@ impl WatchCache {
             .collect();
         Ok(WatchStart {
             past,
-            revision: state.revision,
+            revision: state.revision.max(after),
             live: rx,
         })
     }
