@@ -15,8 +15,7 @@ run: build
 	./target/release/kate server $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(ARGS)
 
 test: deps
-	cargo build -p kate
-	cargo test --workspace
+	./scripts/test.sh
 
 bench: build
 	cargo run --release -p kate-bench -- --kate ./target/release/kate
