@@ -28,6 +28,9 @@ pub struct ServerArgs {
     /// How long the store keeps history for watches and paged lists.
     #[arg(long, default_value = "300", value_name = "SECONDS")]
     history_seconds: u64,
+    /// How long a node may go without a heartbeat before it is marked unreachable.
+    #[arg(long = "node-monitor-grace-period", default_value = "40", value_name = "SECONDS")]
+    node_monitor_grace_period: u64,
 }
 
 /// Runs the server until killed.
@@ -73,7 +76,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         let client = local_client(&server.kubeconfig).await?;
         let controllers = kate_controllers::Config {
             identity: identity(),
-            ..Default::default()
+            node_monitor_grace: Duration::from_secs(args.node_monitor_grace_period),
         };
         tokio::spawn(async move {
             if let Err(e) = kate_controllers::run(client, controllers).await {

@@ -19,12 +19,15 @@ pub enum Kind {
     Warning,
 }
 
+/// (namespace, uid, reason, message) of an event, and its (name, count) once recorded.
+type Seen = HashMap<(String, String, String, String), (String, i32)>;
+
 /// Writes events for one component.
 pub struct Recorder {
     client: kube::Client,
     component: String,
-    /// (namespace, uid, reason, message) → (event name, count), to aggregate repeats.
-    seen: Mutex<HashMap<(String, String, String, String), (String, i32)>>,
+    /// What was recorded, to aggregate repeats.
+    seen: Mutex<Seen>,
 }
 
 impl Recorder {
@@ -110,7 +113,7 @@ impl Recorder {
         Ok(())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String, String, String), (String, i32)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Seen> {
         self.seen.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

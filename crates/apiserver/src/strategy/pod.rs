@@ -15,6 +15,7 @@ impl Strategy for PodStrategy {
             return;
         };
         default_pod_spec(spec);
+        default_toleration_seconds(spec);
     }
 
     fn prepare_create(&self, obj: &mut Value) {
@@ -111,6 +112,34 @@ pub fn default_pod_spec(spec: &mut serde_json::Map<String, Value>) {
     for list in ["containers", "initContainers"] {
         for c in spec.get_mut(list).and_then(Value::as_array_mut).into_iter().flatten() {
             default_container(c);
+        }
+    }
+}
+
+/// How long pods tolerate a not-ready or unreachable node by default (upstream's
+/// `--default-not-ready-toleration-seconds` and `--default-unreachable-toleration-seconds`).
+const DEFAULT_TOLERATION_SECONDS: i64 = 300;
+
+/// Upstream's DefaultTolerationSeconds admission: a pod that does not already tolerate the
+/// `NoExecute` taints of a not-ready or unreachable node tolerates them for five minutes, so the
+/// node lifecycle controller evicts it then. Pods only: workload templates are left as written,
+/// as upstream's admission plugin never sees them.
+fn default_toleration_seconds(spec: &mut serde_json::Map<String, Value>) {
+    let tolerates =
+        |t: &Value, key: &str| matches!(t.get("key").and_then(Value::as_str), None | Some("")) || s(t, "/key") == key;
+    let tolerates_no_execute =
+        |t: &Value| matches!(t.get("effect").and_then(Value::as_str), None | Some("" | "NoExecute"));
+    let Some(tolerations) = spec.entry("tolerations").or_insert_with(|| json!([])).as_array_mut() else {
+        return;
+    };
+    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+        if !tolerations.iter().any(|t| tolerates(t, key) && tolerates_no_execute(t)) {
+            tolerations.push(json!({
+                "key": key,
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": DEFAULT_TOLERATION_SECONDS,
+            }));
         }
     }
 }
@@ -296,6 +325,44 @@ mod tests {
         assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "Always");
         assert_eq!(pod["spec"]["containers"][1]["imagePullPolicy"], "IfNotPresent");
         assert_eq!(pod["spec"]["containers"][1]["ports"][0]["protocol"], "TCP");
+    }
+
+    #[test]
+    fn pods_tolerate_unready_nodes_for_five_minutes() {
+        let mut pod = json!({"spec": {"containers": [{"name": "a", "image": "nginx"}]}});
+        PodStrategy.default(&mut pod);
+        assert_eq!(
+            pod["spec"]["tolerations"],
+            json!([
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+            ])
+        );
+        PodStrategy.default(&mut pod);
+        assert_eq!(
+            pod["spec"]["tolerations"].as_array().map(Vec::len),
+            Some(2),
+            "defaulting twice adds nothing"
+        );
+
+        let own = json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 2});
+        let mut pod = json!({"spec": {"containers": [{"name": "a", "image": "nginx"}], "tolerations": [own]}});
+        PodStrategy.default(&mut pod);
+        assert_eq!(pod["spec"]["tolerations"][0], own, "an existing toleration is kept");
+        assert_eq!(pod["spec"]["tolerations"][1]["key"], "node.kubernetes.io/not-ready");
+        assert_eq!(pod["spec"]["tolerations"].as_array().map(Vec::len), Some(2));
+
+        let mut everything = json!({"spec": {"containers": [], "tolerations": [{"operator": "Exists"}]}});
+        PodStrategy.default(&mut everything);
+        assert_eq!(
+            everything["spec"]["tolerations"].as_array().map(Vec::len),
+            Some(1),
+            "a wildcard tolerates both"
+        );
+
+        let mut template = serde_json::Map::new();
+        default_pod_spec(&mut template);
+        assert!(template.get("tolerations").is_none(), "templates are not admitted");
     }
 
     #[test]
