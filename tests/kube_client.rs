@@ -314,3 +314,40 @@ async fn binding_assigns_a_pod_once() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn events_api_and_core_events_are_the_same_events() -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use k8s_openapi::api::events::v1::Event;
+    let c = Cluster::start()?;
+    let client = c.client().await?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let cm = cms.create(&PostParams::default(), &config_map("watched")).await?;
+    let uid = cm.metadata.uid.clone().unwrap_or_default();
+    let event: Event = serde_json::from_value(json!({
+        "metadata": {"name": "watched.1"},
+        "eventTime": "2026-01-01T00:00:00.000000Z",
+        "reportingController": "example.com/operator",
+        "reportingInstance": "operator-0",
+        "action": "Reconcile",
+        "reason": "Reconciled",
+        "note": "all good",
+        "type": "Normal",
+        "regarding": {"kind": "ConfigMap", "apiVersion": "v1", "namespace": "default", "name": "watched", "uid": uid}
+    }))?;
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    events.create(&PostParams::default(), &event).await?;
+    let core: Api<CoreEvent> = Api::namespaced(client.clone(), "default");
+    let seen = core.get("watched.1").await?;
+    assert_eq!(seen.message.as_deref(), Some("all good"));
+    assert_eq!(seen.involved_object.name.as_deref(), Some("watched"));
+    assert_eq!(events.get("watched.1").await?.note.as_deref(), Some("all good"));
+    let described = c.kubectl(&["describe", "cm", "watched"])?;
+    assert!(
+        described.contains("Reconciled") && described.contains("all good"),
+        "{described}"
+    );
+    let listed = c.kubectl(&["get", "events", "-o", "name"])?;
+    assert!(listed.contains("event/watched.1"), "{listed}");
+    Ok(())
+}

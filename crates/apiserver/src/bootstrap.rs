@@ -22,6 +22,7 @@ pub async fn run(registry: &Registry, address: IpAddr, port: u16) -> Result<(), 
         )
         .await?;
     }
+    crate::priority::bootstrap(registry).await?;
     let service = json!({
         "apiVersion": "v1",
         "kind": "Service",

@@ -1,8 +1,12 @@
 //! The resources the server serves: names, scope, subresources and the strategy of each kind.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
+use serde_json::Value;
+
 use crate::strategy::{self, Strategy};
+use crate::watchcache::Cached;
 
 /// Subresources a resource can have beyond the object itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +56,17 @@ impl Subresource {
     }
 }
 
+/// A resource whose objects are stored as another resource's, converted on the way in and out
+/// (events.k8s.io/v1 Events are core/v1 Events, so both APIs see the same events).
+pub struct View {
+    /// The store key prefix of the resource that holds the objects.
+    pub storage_prefix: &'static str,
+    /// Stored form → this resource's form.
+    pub read: fn(&Value) -> Value,
+    /// This resource's form → stored form.
+    pub write: fn(&Value) -> Value,
+}
+
 /// One served resource: everything discovery, routing and the generic registry need.
 pub struct ResourceDef {
     /// API group, empty for core.
@@ -76,6 +91,8 @@ pub struct ResourceDef {
     pub generation: bool,
     /// The kind-specific behaviour.
     pub strategy: Box<dyn Strategy>,
+    /// Set when the objects are stored as another resource's.
+    pub view: Option<View>,
 }
 
 impl ResourceDef {
@@ -104,6 +121,9 @@ impl ResourceDef {
 
     /// The store key prefix of all objects of this resource, ending in `/`.
     pub fn key_prefix(&self) -> String {
+        if let Some(view) = &self.view {
+            return view.storage_prefix.to_string();
+        }
         if self.group.is_empty() || self.group == "apps" || self.group == "batch" {
             format!("/registry/{}/", self.plural)
         } else {
@@ -122,6 +142,22 @@ impl ResourceDef {
     /// The store key of one object.
     pub fn key(&self, ns: Option<&str>, name: &str) -> String {
         format!("{}{name}", self.prefix_in(ns))
+    }
+
+    /// A stored object as this resource shows it.
+    pub fn shown(&self, stored: Arc<Cached>) -> Arc<Cached> {
+        match &self.view {
+            Some(view) => Cached::new((view.read)(&stored)),
+            None => stored,
+        }
+    }
+
+    /// An object of this resource in the form it is stored in.
+    pub fn stored_form<'a>(&self, obj: &'a Value) -> Cow<'a, Value> {
+        match &self.view {
+            Some(view) => Cow::Owned((view.write)(obj)),
+            None => Cow::Borrowed(obj),
+        }
     }
 
     /// `plural` or `plural.group`, as upstream names resources in messages.

@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod error;
 pub mod http;
 pub mod pki;
+mod priority;
 pub mod registry;
 pub mod selector;
 pub mod serve;

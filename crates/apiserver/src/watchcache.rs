@@ -82,11 +82,6 @@ impl Event {
             received,
         }
     }
-
-    /// The object as JSON, serialized once and shared by every list and watcher.
-    pub fn json(&self) -> &[u8] {
-        self.object.json()
-    }
 }
 
 #[derive(Default)]

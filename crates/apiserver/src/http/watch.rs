@@ -150,8 +150,11 @@ impl Stream {
         {
             return true;
         }
-        let now = self.matches(&ev.object);
-        let before = ev.prev.as_deref().is_some_and(|p| self.matches(p));
+        let def = &self.req.def;
+        let object = def.shown(ev.object.clone());
+        let prev = ev.prev.clone().map(|p| def.shown(p));
+        let now = self.matches(&object);
+        let before = prev.as_deref().is_some_and(|p| self.matches(p));
         let kind = match (ev.kind, before, now) {
             (EventKind::Delete, true, _) => "DELETED",
             (EventKind::Delete, false, _) => return true,
@@ -161,30 +164,23 @@ impl Stream {
             (EventKind::Update, true, false) => "DELETED",
             _ => return true,
         };
+        // An object that stopped matching is reported gone in its last matching state.
         let left = kind == "DELETED" && ev.kind == EventKind::Update;
-        match (self.req.format, left) {
-            (Format::Object, false) => self.send_raw(kind, ev.json()).await,
-            (Format::Object, true) => {
-                self.send(kind, &stamp(ev.prev.as_deref().map(|p| &**p), ev.revision))
-                    .await
-            }
+        let stamped = left.then(|| stamp(prev.as_deref().map(|p| &**p), ev.revision));
+        match (self.req.format, &stamped) {
+            (Format::Object, None) => self.send_raw(kind, object.json()).await,
+            (Format::Object, Some(gone)) => self.send(kind, gone).await,
             (Format::Table, _) => {
-                let stamped;
-                let object = if left {
-                    stamped = stamp(ev.prev.as_deref().map(|p| &**p), ev.revision);
-                    &stamped
-                } else {
-                    &**ev.object
-                };
-                let rv = object
+                let shown: &Value = stamped.as_ref().unwrap_or(&object);
+                let rv = shown
                     .pointer("/metadata/resourceVersion")
                     .cloned()
                     .unwrap_or(Value::Null);
                 let first = !self.sent_headers;
                 self.sent_headers = true;
                 let body = table(
-                    &self.req.def,
-                    std::iter::once(object),
+                    def,
+                    std::iter::once(shown),
                     json!({"resourceVersion": rv}),
                     first,
                     self.req.include,

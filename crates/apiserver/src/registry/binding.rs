@@ -88,7 +88,7 @@ impl Registry {
             if dry_run {
                 return Ok(());
             }
-            match self.store.update(&kv.key, encode(&next)?, kv.mod_revision).await {
+            match self.store.update(&kv.key, encode(def, &next)?, kv.mod_revision).await {
                 Ok(stored) => {
                     self.wrote(stored.mod_revision);
                     return Ok(());

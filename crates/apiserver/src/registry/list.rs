@@ -86,7 +86,7 @@ impl Registry {
                     "continue key is not valid: it belongs to another list",
                 ));
             }
-            return self.list_from_store(&prefix, revision, &start, opts, &keep).await;
+            return self.list_from_store(def, &prefix, revision, &start, opts, &keep).await;
         }
         let exact = opts.resource_version_match.as_deref() == Some("Exact");
         match opts.resource_version.as_deref() {
@@ -97,7 +97,7 @@ impl Registry {
             Some(text) => {
                 let wanted = parse_rv(text)?;
                 if exact && wanted < self.cache.revision() {
-                    return self.list_from_store(&prefix, wanted, "", opts, &keep).await;
+                    return self.list_from_store(def, &prefix, wanted, "", opts, &keep).await;
                 }
                 if tokio::time::timeout(Duration::from_secs(3), self.cache.wait_for(wanted))
                     .await
@@ -111,6 +111,11 @@ impl Registry {
             }
         }
         let (all, revision) = self.cache.list(&prefix);
+        let all: Vec<Arc<Cached>> = if def.view.is_some() {
+            all.into_iter().map(|o| def.shown(o)).collect()
+        } else {
+            all
+        };
         let mut items = Vec::new();
         let mut continue_token = None;
         let mut remaining = None;
@@ -136,6 +141,7 @@ impl Registry {
 
     async fn list_from_store(
         &self,
+        def: &ResourceDef,
         prefix: &str,
         revision: Revision,
         start_after: &str,
@@ -159,7 +165,7 @@ impl Registry {
         let items = page
             .kvs
             .iter()
-            .map(|kv| Cached::new(decode(&kv.value, kv.mod_revision)))
+            .map(|kv| def.shown(Cached::new(decode(&kv.value, kv.mod_revision))))
             .filter(|o| keep(o))
             .collect();
         Ok(ListResult {

@@ -83,6 +83,7 @@ impl Registry {
         self.sync().await;
         self.cache
             .get(&def.key(ns, name))
+            .map(|obj| def.shown(obj))
             .ok_or_else(|| ApiError::not_found(def.group, def.plural, name))
     }
 

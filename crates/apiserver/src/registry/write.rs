@@ -128,6 +128,7 @@ impl Registry {
             self.check_namespace_open(ns).await?;
         }
         meta::init_system_fields(def, &mut obj);
+        crate::priority::admit(self, def, &mut obj).await?;
         if def.has(Subresource::Status)
             && def.strategy.reset_status_on_create()
             && let Some(map) = obj.as_object_mut()
@@ -149,7 +150,7 @@ impl Registry {
             });
         }
         let key = def.key(ns, &name);
-        let stored = self.store.create(&key, encode(&obj)?).await.map_err(|e| match e {
+        let stored = self.store.create(&key, encode(def, &obj)?).await.map_err(|e| match e {
             kate_store::Error::AlreadyExists(_) => ApiError::already_exists(def.group, def.plural, &name),
             other => other.into(),
         })?;
@@ -174,6 +175,10 @@ impl Registry {
             .await?
             .ok_or_else(|| ApiError::not_found(def.group, def.plural, name))?;
         let obj = decode(&kv.value, kv.mod_revision);
+        let obj = match &def.view {
+            Some(view) => (view.read)(&obj),
+            None => obj,
+        };
         Ok((kv, obj))
     }
 
@@ -282,7 +287,7 @@ impl Registry {
         }
         let stored = self
             .store
-            .update(&key, encode(&obj)?, kv.mod_revision)
+            .update(&key, encode(def, &obj)?, kv.mod_revision)
             .await
             .map_err(|e| self.cas_error(def, name, e))?;
         self.wrote(stored.mod_revision);
@@ -422,7 +427,7 @@ impl Registry {
             if next == current || opts.dry_run {
                 return Ok(next);
             }
-            match self.store.update(&kv.key, encode(&next)?, kv.mod_revision).await {
+            match self.store.update(&kv.key, encode(def, &next)?, kv.mod_revision).await {
                 Ok(stored) => {
                     self.wrote(stored.mod_revision);
                     return Ok(meta::with_revision(next, stored.mod_revision));
@@ -462,8 +467,8 @@ impl Registry {
 }
 
 /// Serializes an object for the store, without its resourceVersion (the store's revision is it).
-pub(super) fn encode(obj: &Value) -> Result<Vec<u8>, ApiError> {
-    let mut copy = obj.clone();
+pub(super) fn encode(def: &ResourceDef, obj: &Value) -> Result<Vec<u8>, ApiError> {
+    let mut copy = def.stored_form(obj).into_owned();
     if let Some(m) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
     }

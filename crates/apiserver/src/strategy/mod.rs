@@ -4,6 +4,7 @@
 mod apps;
 mod batch;
 mod core;
+mod events;
 mod misc;
 mod namespace;
 mod pod;
@@ -119,6 +120,16 @@ fn def(
         subresources: opts.subresources,
         generation: opts.generation,
         strategy,
+        view: None,
+    }
+}
+
+impl ResourceDef {
+    fn stored_as(self, view: crate::catalog::View) -> ResourceDef {
+        ResourceDef {
+            view: Some(view),
+            ..self
+        }
     }
 }
 
@@ -381,7 +392,8 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             "event",
             Opts { short: &["ev"], ..NS },
             typed::<k8s_openapi::api::events::v1::Event>(Box::new(Plain)),
-        ),
+        )
+        .stored_as(events::VIEW),
         def(
             "scheduling.k8s.io",
             "v1",
