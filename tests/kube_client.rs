@@ -351,3 +351,34 @@ async fn events_api_and_core_events_are_the_same_events() -> anyhow::Result<()> 
     assert!(listed.contains("event/watched.1"), "{listed}");
     Ok(())
 }
+
+#[tokio::test]
+async fn metadata_only_get_list_and_watch() -> anyhow::Result<()> {
+    let c = Cluster::start()?;
+    let api: Api<ConfigMap> = Api::namespaced(c.client().await?, "default");
+    api.create(&PostParams::default(), &config_map("meta")).await?;
+    let meta = api.get_metadata("meta").await?;
+    assert_eq!(meta.metadata.name.as_deref(), Some("meta"));
+    assert_eq!(
+        meta.types.as_ref().map(|t| t.kind.as_str()),
+        Some("PartialObjectMetadata")
+    );
+    let list = api.list_metadata(&ListParams::default()).await?;
+    assert_eq!(list.items.len(), 1);
+    let rv = list.metadata.resource_version.unwrap_or_default();
+    api.create(&PostParams::default(), &config_map("meta-2")).await?;
+    let events: Vec<_> = api
+        .watch_metadata(&WatchParams::default().timeout(1), &rv)
+        .await?
+        .try_collect()
+        .await?;
+    let added: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            WatchEvent::Added(m) => m.metadata.name.clone(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(added, ["meta-2"]);
+    Ok(())
+}

@@ -18,6 +18,8 @@ pub enum Format {
     Object,
     /// `meta.k8s.io/v1` Tables.
     Table,
+    /// `PartialObjectMetadata` (lists: `PartialObjectMetadataList`): metadata only.
+    Metadata,
 }
 
 /// What a Table row carries in `object` (`includeObject`).
@@ -48,8 +50,13 @@ pub fn negotiate(headers: &HeaderMap) -> Result<Format, ApiError> {
     let mut json_ok = accept.trim().is_empty();
     for offer in accept.split(',').map(str::trim) {
         let media = offer.split(';').next().unwrap_or("").trim();
-        if media == "application/json" && offer.contains("as=Table") && offer.contains("g=meta.k8s.io") {
-            return Ok(Format::Table);
+        if media == "application/json" && offer.contains("g=meta.k8s.io") {
+            if offer.contains("as=Table") {
+                return Ok(Format::Table);
+            }
+            if offer.contains("as=PartialObjectMetadata") {
+                return Ok(Format::Metadata);
+            }
         }
         if matches!(media, "application/json" | "*/*" | "application/*" | "application/yaml") && !offer.contains("as=")
         {
@@ -110,34 +117,32 @@ pub fn list_bytes(def: &ResourceDef, result: &ListResult) -> Vec<u8> {
 #[derive(Serialize)]
 struct Row<'a> {
     cells: Vec<Value>,
-    object: RowObject<'a>,
+    object: Option<RowObject<'a>>,
 }
 
-/// What a row carries in `object`.
-enum RowObject<'a> {
-    None,
-    Metadata(&'a Value),
-    Object(&'a Value),
-}
+/// An object's `PartialObjectMetadata`: its metadata only, serialized without copying it.
+pub struct Partial<'a>(pub &'a Value);
 
-impl Serialize for RowObject<'_> {
+impl Serialize for Partial<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        match self {
-            RowObject::None => s.serialize_none(),
-            RowObject::Object(obj) => obj.serialize(s),
-            RowObject::Metadata(obj) => {
-                let mut map = s.serialize_map(Some(3))?;
-                map.serialize_entry("kind", "PartialObjectMetadata")?;
-                map.serialize_entry("apiVersion", "meta.k8s.io/v1")?;
-                match obj.get("metadata") {
-                    Some(meta) => map.serialize_entry("metadata", meta)?,
-                    None => map.serialize_entry("metadata", &Map::new())?,
-                }
-                map.end()
-            }
+        let mut map = s.serialize_map(Some(3))?;
+        map.serialize_entry("kind", "PartialObjectMetadata")?;
+        map.serialize_entry("apiVersion", "meta.k8s.io/v1")?;
+        match self.0.get("metadata") {
+            Some(meta) => map.serialize_entry("metadata", meta)?,
+            None => map.serialize_entry("metadata", &Map::new())?,
         }
+        map.end()
     }
+}
+
+/// What a row carries in `object` (null with `includeObject=None`).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum RowObject<'a> {
+    Metadata(Partial<'a>),
+    Object(&'a Value),
 }
 
 /// A `meta.k8s.io/v1` Table of objects.
@@ -164,9 +169,9 @@ pub fn table<'a>(
         .map(|obj| Row {
             cells: def.strategy.cells(obj),
             object: match include {
-                Include::None => RowObject::None,
-                Include::Metadata => RowObject::Metadata(obj),
-                Include::Object => RowObject::Object(obj),
+                Include::None => None,
+                Include::Metadata => Some(RowObject::Metadata(Partial(obj))),
+                Include::Object => Some(RowObject::Object(obj)),
             },
         })
         .collect();
@@ -188,6 +193,16 @@ pub fn table<'a>(
 pub fn list_response(def: &ResourceDef, result: &ListResult, format: Format, include: Include) -> Response {
     match format {
         Format::Object => bytes_response(StatusCode::OK, "application/json", list_bytes(def, result)),
+        Format::Metadata => {
+            let items: Vec<Partial> = result.items.iter().map(|o| Partial(o)).collect();
+            let body = json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": list_metadata(result)});
+            let mut out = serde_json::to_vec(&body).unwrap_or_default();
+            out.pop();
+            out.extend_from_slice(b",\"items\":");
+            out.extend(serde_json::to_vec(&items).unwrap_or_default());
+            out.push(b'}');
+            bytes_response(StatusCode::OK, "application/json", out)
+        }
         Format::Table => {
             let body = table(
                 def,
@@ -216,6 +231,7 @@ pub fn single_response(
 ) -> Response {
     match format {
         Format::Object => object_response(code, obj, warnings),
+        Format::Metadata => object_response(code, &Partial(obj), warnings),
         Format::Table => {
             let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
             let body = table(def, std::iter::once(obj), json!({"resourceVersion": rv}), true, include);

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::encode::{Format, Include, table};
+use super::encode::{Format, Include, Partial, table};
 use crate::catalog::ResourceDef;
 use crate::error::ApiError;
 use crate::registry::{ListOptions, Registry};
@@ -170,6 +170,7 @@ impl Stream {
         match (self.req.format, &stamped) {
             (Format::Object, None) => self.send_raw(kind, object.json()).await,
             (Format::Object, Some(gone)) => self.send(kind, gone).await,
+            (Format::Metadata, _) => self.send(kind, &Partial(stamped.as_ref().unwrap_or(&object))).await,
             (Format::Table, _) => {
                 let shown: &Value = stamped.as_ref().unwrap_or(&object);
                 let rv = shown
