@@ -11,6 +11,11 @@ have cc || need_apt+=(build-essential)
 # kubectl is the client the end-to-end tests drive; the Google Cloud SDK package provides the
 # version-dispatching kubectl these machines use.
 have kubectl || need_apt+=(kubectl)
+# Images: scripts/build-busybox-image.sh packs the static busybox (the dynamic `busybox` package
+# also has a /bin/busybox, so ask dpkg); the pull tests push with skopeo to a local docker-registry.
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need_apt+=(busybox-static)
+have skopeo || need_apt+=(skopeo)
+have docker-registry || need_apt+=(docker-registry)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""

@@ -10,7 +10,12 @@
 //! 4. GET latency of one ConfigMap and LIST latency of a namespace of ConfigMaps, as JSON and as
 //!    a server-side Table;
 //! 5. watch latency from create to event, fanned out to many concurrent watchers;
-//! 6. RSS of a fresh server once many ConfigMaps exist.
+//! 6. RSS of a fresh server once many ConfigMaps exist;
+//! 7. in another fresh server, the time from creating a Deployment to all its pods existing
+//!    (the Deployment and ReplicaSet controllers at work), and pods created per second;
+//! 8. the scheduler, each workload in a fresh server with simulated nodes (as upstream's
+//!    scheduler_perf SchedulingBasic, TopologySpreading and SchedulingPodAntiAffinity): pods
+//!    placed per second from creation to a persisted binding.
 //!
 //! Results are printed as a table and optionally written as JSON (`--out`). Every server is
 //! killed when the run ends, fails or is interrupted.
@@ -18,6 +23,7 @@
 mod client;
 mod measure;
 mod report;
+mod scheduling;
 mod server;
 
 use std::path::PathBuf;
@@ -28,7 +34,7 @@ use clap::Parser;
 use hyper::{Method, StatusCode};
 
 use crate::client::{Connector, Credentials};
-use crate::report::{Creates, Latency, Loaded, Reads, Report};
+use crate::report::{Creates, Latency, Loaded, Reads, Report, Rollout};
 use crate::server::Server;
 
 /// Command-line options; the defaults are the reference benchmark.
@@ -74,6 +80,29 @@ struct Args {
     /// ConfigMaps created in a fresh server before reading its RSS.
     #[arg(long, default_value_t = 10_000)]
     rss_objects: usize,
+    /// Replicas of the Deployment whose pods the controllers create in a fresh server.
+    #[arg(long, default_value_t = 1_000)]
+    deployment_replicas: usize,
+    /// Simulated nodes in the scheduler tests.
+    #[arg(long, default_value_t = 5_000)]
+    sched_nodes: usize,
+    /// Pods placed before the scheduler is timed.
+    #[arg(long, default_value_t = 1_000)]
+    sched_placed: usize,
+    /// Pods timed in the basic and topology spread scheduler tests.
+    #[arg(long, default_value_t = 10_000)]
+    sched_pods: usize,
+    /// Pods timed in the anti-affinity test (placed + these must fit one per node, with room
+    /// to spare should some nodes miss heartbeats under load).
+    #[arg(long, default_value_t = 3_000)]
+    sched_anti_affinity_pods: usize,
+    /// Concurrent clients creating pods in the scheduler tests.
+    #[arg(long, default_value_t = 16)]
+    sched_clients: usize,
+    /// Which scheduler tests to run: basic, started (basic with pods started by the simulated
+    /// kubelet), spread, anti-affinity.
+    #[arg(long, value_delimiter = ',', default_value = "basic,started,spread,anti-affinity")]
+    sched_tests: Vec<String>,
 }
 
 fn main() -> Result<()> {
@@ -114,6 +143,7 @@ async fn run(args: &Args) -> Result<Report> {
         "--clients and --watchers must be positive"
     );
     ensure!(args.list_objects > 0, "--list-objects must be positive");
+    ensure!(args.deployment_replicas > 0, "--deployment-replicas must be positive");
 
     progress(&format!("{} fresh starts", args.starts));
     let startup = measure::startup(&args.kate, &args.data_root, args.starts)?;
@@ -172,6 +202,43 @@ async fn run(args: &Args) -> Result<Report> {
     ));
     let loaded = loaded(args).await?;
 
+    progress(&format!(
+        "timing a Deployment of {} pods in a fresh server",
+        args.deployment_replicas
+    ));
+    let rollout = rollout(args).await?;
+
+    let mut scheduling = Vec::new();
+    for (test, workload, kubelet) in [
+        ("basic", scheduling::Workload::Basic, false),
+        ("started", scheduling::Workload::Basic, true),
+        ("spread", scheduling::Workload::TopologySpread, false),
+        ("anti-affinity", scheduling::Workload::AntiAffinity, false),
+    ] {
+        if !args.sched_tests.iter().any(|t| t == test) {
+            continue;
+        }
+        let pods = match workload {
+            scheduling::Workload::AntiAffinity => args.sched_anti_affinity_pods,
+            _ => args.sched_pods,
+        };
+        let sizes = scheduling::Sizes {
+            kubelet,
+            nodes: args.sched_nodes,
+            placed: args.sched_placed,
+            pods,
+            clients: args.sched_clients,
+        };
+        progress(&format!(
+            "scheduling ({}{}): {} nodes, {} placed, then {pods} pods",
+            workload.name(),
+            if kubelet { ", pods started" } else { "" },
+            sizes.nodes,
+            sizes.placed
+        ));
+        scheduling.push(scheduling::measure(&args.kate, &args.data_root, workload, sizes).await?);
+    }
+
     Ok(Report {
         kate: args.kate.display().to_string(),
         data_root: args.data_root.display().to_string(),
@@ -185,6 +252,8 @@ async fn run(args: &Args) -> Result<Report> {
         final_peak_rss_kib,
         final_objects: args.creates + 1 + args.list_objects + args.watch_events,
         loaded,
+        rollout,
+        scheduling,
     })
 }
 
@@ -244,4 +313,21 @@ async fn loaded(args: &Args) -> Result<Loaded> {
         rss_kib: server.rss_kib()?,
         peak_rss_kib: server.peak_rss_kib()?,
     })
+}
+
+/// In a fresh server, the time for the controllers to create a Deployment's pods.
+async fn rollout(args: &Args) -> Result<Rollout> {
+    let mut server = Server::start(&args.kate, &args.data_root)?;
+    let creds = Credentials::from_kubeconfig(&server.kubeconfig())?;
+    let connector = Connector::new(&creds, server.port)?;
+    let rollout = measure::deployment_rollout(&connector, "bench-deploy", args.deployment_replicas)
+        .await
+        .with_context(|| {
+            format!(
+                "the Deployment test failed; the end of kate's log:\n{}",
+                server.log_tail()
+            )
+        })?;
+    server.check_alive()?;
+    Ok(rollout)
 }

@@ -1,9 +1,12 @@
-//! The measurements: startup, create throughput, GET/LIST latency and watch fan-out latency.
+//! The measurements: startup, create throughput, GET/LIST latency, watch fan-out latency and
+//! how fast the controllers create a Deployment's pods.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use std::collections::HashSet;
 
 use anyhow::{Context, Result, bail, ensure};
 use bytes::Bytes;
@@ -21,6 +24,8 @@ pub const TABLE_ACCEPT: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
 const WARMUP: usize = 10;
 /// How long watchers wait for outstanding events once the last create was answered.
 const WATCH_GRACE: Duration = Duration::from_secs(30);
+/// How long the controllers get to create a Deployment's pods.
+const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Starts `runs` servers, each in a fresh data directory, and records spawn → ready times.
 pub fn startup(kate: &Path, data_root: &Path, runs: usize) -> Result<report::Startup> {
@@ -268,6 +273,89 @@ pub async fn watch_latency(
     })
 }
 
+/// A Deployment of `replicas` pods named `name`, as JSON.
+fn deployment(name: &str, replicas: usize) -> Bytes {
+    Bytes::from(format!(
+        r#"{{"apiVersion":"apps/v1","kind":"Deployment","metadata":{{"name":"{name}"}},"spec":{{"replicas":{replicas},"selector":{{"matchLabels":{{"app":"{name}"}}}},"template":{{"metadata":{{"labels":{{"app":"{name}"}}}},"spec":{{"containers":[{{"name":"app","image":"nginx:1.27"}}]}}}}}}}}"#
+    ))
+}
+
+/// Watches the pods of a fresh namespace `ns`, creates a Deployment of `replicas` pods there and
+/// times, from just before the create, the first and the last pod's ADDED event: the work of
+/// the Deployment and ReplicaSet controllers inside the server.
+pub async fn deployment_rollout(connector: &Connector, ns: &str, replicas: usize) -> Result<report::Rollout> {
+    let mut conn = connector.connect().await?;
+    create_namespace(&mut conn, ns).await?;
+    let pods = format!("/api/v1/namespaces/{ns}/pods");
+    let list = conn.expect(StatusCode::OK, Method::GET, &pods, None, None).await?;
+    let list: serde_json::Value =
+        serde_json::from_slice(&list).with_context(|| format!("parsing the LIST of {pods}"))?;
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .with_context(|| format!("the LIST of {pods} has no resourceVersion"))?
+        .to_string();
+    let mut watcher = connector.connect().await?;
+    let watch_path = format!("{pods}?watch=true&resourceVersion={rv}");
+    let resp = watcher.start(Method::GET, &watch_path, None, None).await?;
+    ensure!(resp.status() == StatusCode::OK, "GET {watch_path}: {}", resp.status());
+    let mut body = resp.into_body();
+
+    let started = Instant::now();
+    conn.expect(
+        StatusCode::CREATED,
+        Method::POST,
+        &format!("/apis/apps/v1/namespaces/{ns}/deployments"),
+        None,
+        Some(deployment("bench", replicas)),
+    )
+    .await?;
+    let mut seen = HashSet::with_capacity(replicas);
+    let mut first = None;
+    let mut buf: Vec<u8> = Vec::new();
+    let deadline = tokio::time::Instant::now() + ROLLOUT_TIMEOUT;
+    while seen.len() < replicas {
+        let frame = tokio::time::timeout_at(deadline, body.frame())
+            .await
+            .with_context(|| format!("only {} of {replicas} pods within {ROLLOUT_TIMEOUT:?}", seen.len()))?
+            .with_context(|| format!("the pod watch ended after {} pods", seen.len()))?
+            .context("reading the pod watch")?;
+        let Ok(data) = frame.into_data() else { continue };
+        buf.extend_from_slice(&data);
+        while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=end).collect();
+            if let Some(name) = added_name(&line)? {
+                first.get_or_insert_with(|| started.elapsed());
+                seen.insert(name);
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    Ok(report::Rollout {
+        replicas,
+        seconds: elapsed.as_secs_f64(),
+        per_second: replicas as f64 / elapsed.as_secs_f64().max(1e-9),
+        first_pod_ms: first.unwrap_or(elapsed).as_secs_f64() * 1e3,
+    })
+}
+
+/// The object name of an ADDED watch event line, if it is one.
+fn added_name(line: &[u8]) -> Result<Option<String>> {
+    let line = line.trim_ascii();
+    if line.is_empty() {
+        return Ok(None);
+    }
+    let event: serde_json::Value = serde_json::from_slice(line).with_context(|| {
+        format!(
+            "a watch event is not JSON: {}",
+            String::from_utf8_lossy(&line[..line.len().min(300)])
+        )
+    })?;
+    if event["type"] != "ADDED" {
+        return Ok(None);
+    }
+    Ok(event["object"]["metadata"]["name"].as_str().map(String::from))
+}
+
 /// The index of a bench ConfigMap `watch-<index>` in an ADDED watch event line, if it is one.
 fn added_index(line: &[u8]) -> Result<Option<usize>> {
     let line = line.trim_ascii();
@@ -301,6 +389,16 @@ mod tests {
         assert_eq!(added_index(modified).ok().flatten(), None);
         assert_eq!(added_index(b"\n").ok().flatten(), None);
         assert!(added_index(b"{oops").is_err());
+    }
+
+    #[test]
+    fn added_pod_name() {
+        let added = br#"{"type":"ADDED","object":{"metadata":{"name":"bench-x-abcde"}}}"#;
+        assert_eq!(added_name(added).ok().flatten().as_deref(), Some("bench-x-abcde"));
+        let deleted = br#"{"type":"DELETED","object":{"metadata":{"name":"bench-x-abcde"}}}"#;
+        assert_eq!(added_name(deleted).ok().flatten(), None);
+        let d: serde_json::Value = serde_json::from_slice(&deployment("b", 3)).unwrap_or_default();
+        assert_eq!(d["spec"]["replicas"], 3);
     }
 
     #[test]

@@ -124,6 +124,48 @@ pub struct Loaded {
     pub peak_rss_kib: u64,
 }
 
+/// The Deployment test: how fast the controllers create a Deployment's pods.
+#[derive(Debug, Serialize)]
+pub struct Rollout {
+    /// Pods the Deployment asks for.
+    pub replicas: usize,
+    /// From just before the create to the last pod's ADDED event.
+    pub seconds: f64,
+    /// `replicas / seconds`.
+    pub per_second: f64,
+    /// From just before the create to the first pod's ADDED event.
+    pub first_pod_ms: f64,
+}
+
+/// One scheduler test: pods/s from creation to a persisted binding.
+#[derive(Debug, Serialize)]
+pub struct Scheduling {
+    /// basic, topology spread or anti-affinity.
+    pub workload: String,
+    /// Whether the simulated nodes also started the pods (a status write per pod).
+    pub kubelet: bool,
+    /// Simulated nodes.
+    pub nodes: usize,
+    /// Pods placed before timing.
+    pub placed: usize,
+    /// Pods timed.
+    pub pods: usize,
+    /// Concurrent clients creating them.
+    pub clients: usize,
+    /// From server start to all nodes registered.
+    pub node_registration_seconds: f64,
+    /// How fast the pods were created.
+    pub create_per_second: f64,
+    /// From the first create to the last binding seen on the watch.
+    pub seconds: f64,
+    /// `pods / seconds`.
+    pub per_second: f64,
+    /// Per pod, from its create request to its binding on the watch.
+    pub create_to_bound: Latency,
+    /// Peak RSS of the server (API server, scheduler and simulated nodes).
+    pub peak_rss_kib: u64,
+}
+
 /// Everything one run measured.
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -151,6 +193,10 @@ pub struct Report {
     pub final_objects: usize,
     /// Memory after creating many objects in a fresh server.
     pub loaded: Loaded,
+    /// The scheduler at scale, each workload in a fresh server.
+    pub scheduling: Vec<Scheduling>,
+    /// Pod creation by the controllers, in a fresh server.
+    pub rollout: Rollout,
 }
 
 impl Report {
@@ -161,6 +207,7 @@ impl Report {
         let r = &self.reads;
         let w = &self.watch;
         let l = &self.loaded;
+        let d = &self.rollout;
         let rows: Vec<(String, String)> = vec![
             (
                 format!("start → ready (median of {})", s.runs_ms.len()),
@@ -215,7 +262,36 @@ impl Report {
                 format!("RSS with {} ConfigMaps (fresh server)", l.objects),
                 format!("{}   (peak {})", fmt_kib(l.rss_kib), fmt_kib(l.peak_rss_kib)),
             ),
+            (
+                format!("Deployment of {} pods: create → all pods", d.replicas),
+                format!(
+                    "{:.2} s   ({:.0} pods/s, first pod after {})",
+                    d.seconds,
+                    d.per_second,
+                    fmt_ms(d.first_pod_ms)
+                ),
+            ),
         ];
+        let mut rows = rows;
+        for x in &self.scheduling {
+            rows.push((
+                format!(
+                    "Scheduling ({}{}): {} nodes, {} placed, then {} pods",
+                    x.workload,
+                    if x.kubelet { ", pods started" } else { "" },
+                    x.nodes,
+                    x.placed,
+                    x.pods
+                ),
+                format!(
+                    "{:.0} pods/s   (create → bound p50 {}, p99 {}; peak RSS {})",
+                    x.per_second,
+                    fmt_ms(x.create_to_bound.p50_ms),
+                    fmt_ms(x.create_to_bound.p99_ms),
+                    fmt_kib(x.peak_rss_kib)
+                ),
+            ));
+        }
         let width = rows.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
         let rule = "-".repeat(width + 40);
         println!(

@@ -30,6 +30,11 @@ impl Server {
     /// Spawns `kate server --https-port 0` in a fresh directory under `data_root` and waits for
     /// the ready line.
     pub fn start(kate: &Path, data_root: &Path) -> Result<Server> {
+        Server::start_with(kate, data_root, &[])
+    }
+
+    /// Like [`Server::start`], with extra `kate server` arguments.
+    pub fn start_with(kate: &Path, data_root: &Path, extra: &[&str]) -> Result<Server> {
         let dir = tempfile::Builder::new()
             .prefix("kate-bench-")
             .tempdir_in(data_root)
@@ -40,6 +45,7 @@ impl Server {
         let mut child = Command::new(kate)
             .args(["server", "--https-port", "0", "--data-dir"])
             .arg(dir.path())
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -1,5 +1,7 @@
 //! `kate`: a Kubernetes-compatible container orchestrator in one binary.
 
+mod image;
+mod scheduling;
 mod server;
 
 use std::path::PathBuf;
@@ -18,6 +20,12 @@ struct Cli {
 enum Command {
     /// Run the control plane (API server on an embedded store).
     Server(server::ServerArgs),
+    /// Run the scheduler against a cluster (`kate server` runs one already).
+    Scheduler(scheduling::SchedulerArgs),
+    /// Register simulated nodes and play their kubelets, to test at scale on one machine.
+    Sim(scheduling::SimArgs),
+    /// Manage the node's local images: import, ls, rm, pull.
+    Image(image::ImageArgs),
     /// Print the admin kubeconfig written by `kate server`.
     Kubeconfig {
         /// The server's data directory.
@@ -57,6 +65,9 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Server(args) => server::run(args),
+        Command::Scheduler(args) => scheduling::run_scheduler(args),
+        Command::Sim(args) => scheduling::run_sim(args),
+        Command::Image(args) => image::run(args),
         Command::Kubeconfig { data_dir } => {
             let path = data_dir.unwrap_or_else(default_data_dir).join("kubeconfig.yaml");
             let text = std::fs::read_to_string(&path).map_err(|e| {

@@ -28,6 +28,9 @@ pub struct ServerArgs {
     /// How long the store keeps history for watches and paged lists.
     #[arg(long, default_value = "300", value_name = "SECONDS")]
     history_seconds: u64,
+    /// Simulated nodes to register and run in-process (see `kate sim`).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    sim_nodes: usize,
     /// How long a node may go without a heartbeat before it is marked unreachable.
     #[arg(long = "node-monitor-grace-period", default_value = "40", value_name = "SECONDS")]
     node_monitor_grace_period: u64,
@@ -74,8 +77,9 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             server.kubeconfig.display()
         );
         let client = local_client(&server.kubeconfig).await?;
+        crate::scheduling::start_in_server(client.clone(), identity(&data_dir), args.sim_nodes);
         let controllers = kate_controllers::Config {
-            identity: identity(),
+            identity: identity(&data_dir),
             node_monitor_grace: Duration::from_secs(args.node_monitor_grace_period),
         };
         tokio::spawn(async move {
@@ -100,15 +104,16 @@ async fn local_client(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Clie
     kube::Client::try_from(config).context("building the API client")
 }
 
-/// This server's name in leader elections: the host name plus a random suffix, so two servers
-/// on one host still differ.
-fn identity() -> String {
+/// This server's name in leader elections: the host name plus a hash of its data directory, so
+/// two servers on one host differ while a restarted server is still the holder of its leases
+/// (and takes them back at once instead of waiting for them to expire).
+fn identity(data_dir: &std::path::Path) -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "kate".into());
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("{host}_{:08x}", std::process::id() ^ nanos)
+    let dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    let hash = dir.to_string_lossy().bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    });
+    format!("{host}_{:08x}", hash as u32)
 }

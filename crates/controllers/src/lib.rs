@@ -7,9 +7,15 @@
 //! write by re-reading and retrying. One module per controller; [`run`] starts them all once this
 //! process holds the controller-manager [`leader`] lease, so two servers never act at once.
 
+pub mod deployment;
+pub mod endpoints;
+mod endpointslice;
 pub mod events;
+pub mod garbagecollector;
 pub mod leader;
 pub mod namespace;
+pub mod nodelifecycle;
+pub mod replicaset;
 pub mod serviceaccount;
 
 use std::sync::Arc;
@@ -81,7 +87,12 @@ pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
 /// when the runtime shuts down).
 async fn start_all(ctx: Arc<Context>) {
     let mut set = JoinSet::new();
+    set.spawn(deployment::run(ctx.clone()));
+    set.spawn(garbagecollector::run(ctx.clone()));
+    set.spawn(endpoints::run(ctx.clone()));
     set.spawn(namespace::run(ctx.clone()));
+    set.spawn(nodelifecycle::run(ctx.clone()));
+    set.spawn(replicaset::run(ctx.clone()));
     set.spawn(serviceaccount::run(ctx.clone()));
     while let Some(done) = set.join_next().await {
         match done {
