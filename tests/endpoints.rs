@@ -2,25 +2,14 @@
 //! kubelet: the test gives pods their IPs and readiness through the status subresource, as a
 //! kubelet would.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{EndpointAddress, Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kate_e2e::{Cluster, table};
+use kate_e2e::{Cluster, eventually, table};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
-
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if check().await? {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    anyhow::bail!("timed out waiting for {what}")
-}
 
 /// A pod labelled `app` whose container names `port` "http".
 async fn create_pod(pods: &Api<Pod>, name: &str, app: &str, port: i32) -> anyhow::Result<()> {

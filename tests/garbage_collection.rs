@@ -3,7 +3,7 @@
 //! owners, and a `kill -9` in the middle of cascades. Owners and dependents are ConfigMaps,
 //! Secrets and PriorityClasses wired together by hand with ownerReferences.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -12,24 +12,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::serde::Serialize;
 use k8s_openapi::serde::de::DeserializeOwned;
-use kate_e2e::Cluster;
+use kate_e2e::{Cluster, eventually};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::{Value, json};
 
 /// A finalizer no controller knows, to hold an object while the test looks.
 const HOLD: &str = "example.com/hold";
-
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if check().await? {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    anyhow::bail!("timed out waiting for {what}")
-}
 
 /// An ownerReference to `owner`.
 fn owned_by<K: Resource<DynamicType = ()>>(owner: &K, block: bool) -> Value {

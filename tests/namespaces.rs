@@ -1,31 +1,18 @@
 //! The namespace and service account controllers, through the real kubectl.
 
-use std::time::{Duration, Instant};
-
-use kate_e2e::{Cluster, table};
-
-fn eventually(what: &str, mut check: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if check()? {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    anyhow::bail!("timed out waiting for {what}")
-}
+use kate_e2e::{Cluster, eventually_blocking, table};
 
 #[test]
 fn every_namespace_gets_a_default_service_account() -> anyhow::Result<()> {
     let c = Cluster::start()?;
     c.kubectl(&["create", "namespace", "team"])?;
-    eventually("the default service account", || {
+    eventually_blocking("the default service account", || {
         Ok(c.kubectl_output(&["get", "sa", "default", "-n", "team"], None)?
             .status
             .success())
     })?;
     c.kubectl(&["delete", "sa", "default", "-n", "team"])?;
-    eventually("the default service account to come back", || {
+    eventually_blocking("the default service account to come back", || {
         Ok(c.kubectl_output(&["get", "sa", "default", "-n", "team"], None)?
             .status
             .success())
@@ -73,7 +60,7 @@ fn content_held_by_a_finalizer_keeps_the_namespace_terminating() -> anyhow::Resu
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: stuck, namespace: held, finalizers: [example.com/hold]}\n";
     c.kubectl_stdin(&["create", "-f", "-"], Some(cm))?;
     c.kubectl(&["delete", "namespace", "held", "--wait=false"])?;
-    eventually("the content-remaining condition", || {
+    eventually_blocking("the content-remaining condition", || {
         let message = c.kubectl(&[
             "get",
             "ns",
@@ -97,7 +84,7 @@ fn content_held_by_a_finalizer_keeps_the_namespace_terminating() -> anyhow::Resu
         "-p",
         r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
     ])?;
-    eventually("the namespace to go", || {
+    eventually_blocking("the namespace to go", || {
         Ok(!c.kubectl_output(&["get", "ns", "held"], None)?.status.success())
     })
 }

@@ -10,23 +10,12 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use k8s_openapi::jiff::Timestamp;
-use kate_e2e::Cluster;
+use kate_e2e::{Cluster, eventually};
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
 
 const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
-
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if check().await? {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    anyhow::bail!("timed out waiting for {what}")
-}
 
 /// The kubelet conditions of a healthy node, heartbeating at `at`.
 fn healthy_conditions(at: Timestamp) -> serde_json::Value {

@@ -2,16 +2,16 @@
 //! placement by resources, taints, node affinity, topology spread and anti-affinity, upstream's
 //! refusal messages and events, preemption, and pods left to other schedulers.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use kate_e2e::Cluster;
+use anyhow::{Context, Result};
+use kate_e2e::{Cluster, eventually_blocking};
 use serde_json::Value;
 
 /// A cluster with three simulated nodes (4 cpu each, zones kate-sim-a/b/c), all Ready.
 fn cluster() -> Result<Cluster> {
     let c = Cluster::start_with(tempfile::tempdir()?, &["--sim-nodes", "3"])?;
-    eventually("three Ready nodes", || {
+    eventually_blocking("three Ready nodes", || {
         let nodes = c.kubectl(&[
             "get",
             "nodes",
@@ -21,17 +21,6 @@ fn cluster() -> Result<Cluster> {
         Ok(nodes.split_whitespace().filter(|s| *s == "True").count() == 3)
     })?;
     Ok(c)
-}
-
-fn eventually(what: &str, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if check()? {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    bail!("timed out waiting for {what}")
 }
 
 fn apply(c: &Cluster, yaml: &str) -> Result<()> {
@@ -53,7 +42,7 @@ fn node_of(c: &Cluster, name: &str) -> Result<String> {
 
 /// Waits until the pod is bound and Running (the simulated kubelet started it); its node.
 fn running_on(c: &Cluster, name: &str) -> Result<String> {
-    eventually(&format!("{name} running"), || {
+    eventually_blocking(&format!("{name} running"), || {
         Ok(pod(c, name)?.pointer("/status/phase") == Some(&Value::from("Running")))
     })?;
     node_of(c, name)
@@ -62,7 +51,7 @@ fn running_on(c: &Cluster, name: &str) -> Result<String> {
 /// Waits until the pod is refused with reason Unschedulable; the condition's message.
 fn unschedulable(c: &Cluster, name: &str) -> Result<String> {
     let mut message = String::new();
-    eventually(&format!("{name} unschedulable"), || {
+    eventually_blocking(&format!("{name} unschedulable"), || {
         let p = pod(c, name)?;
         let cond = p
             .pointer("/status/conditions")
@@ -124,7 +113,7 @@ fn exhausted_resources_leave_the_pod_pending_with_upstreams_message() -> Result<
     let expected = "0/3 nodes are available: 3 Insufficient cpu. \
                     preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod..";
     assert_eq!(unschedulable(&c, "late")?, expected);
-    eventually("a FailedScheduling event", || {
+    eventually_blocking("a FailedScheduling event", || {
         Ok(events_for(&c, "late", "FailedScheduling")?
             .iter()
             .any(|m| m == expected))

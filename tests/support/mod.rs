@@ -180,6 +180,34 @@ impl Drop for Cluster {
     }
 }
 
+/// How long [`eventually`] and [`eventually_blocking`] keep checking.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Polls an async check every 200 ms until it holds, failing after 30 s with `what`.
+pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> Result<bool>) -> Result<()> {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while std::time::Instant::now() < deadline {
+        if check().await? {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("timed out waiting for {what}")
+}
+
+/// Polls a blocking check (e.g. one running kubectl) every 200 ms until it holds, failing after
+/// 30 s with `what`.
+pub fn eventually_blocking(what: &str, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while std::time::Instant::now() < deadline {
+        if check()? {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bail!("timed out waiting for {what}")
+}
+
 /// Splits kubectl's table output into rows of whitespace-separated cells (header included).
 pub fn table(output: &str) -> Vec<Vec<String>> {
     output
