@@ -182,16 +182,7 @@ async fn classify(shared: &Shared, id: &Identity, references: &[OwnerReference])
                 "ownerRef [{}/{}, name: {}, uid: {}] names a namespaced kind, which a cluster-scoped object cannot have as owner",
                 r.api_version, r.kind, r.name, r.uid
             );
-            shared
-                .ctx
-                .events
-                .record(
-                    &object_reference(id),
-                    EventKind::Warning,
-                    "OwnerRefInvalidNamespace",
-                    &message,
-                )
-                .await;
+            warn_invalid_namespace(shared, id, &message).await;
             tracing::warn!(name = %id.name, kind = %id.resource.kind, %message, "owner can never be resolved");
             return Ok(None);
         }
@@ -240,17 +231,22 @@ async fn report_elsewhere(shared: &Shared, id: &Identity, r: &OwnerReference) {
             r.uid,
             id.namespace.as_deref().unwrap_or("")
         );
-        shared
-            .ctx
-            .events
-            .record(
-                &object_reference(id),
-                EventKind::Warning,
-                "OwnerRefInvalidNamespace",
-                &message,
-            )
-            .await;
+        warn_invalid_namespace(shared, id, &message).await;
     }
+}
+
+/// Records upstream's warning about an owner reference that can never resolve.
+async fn warn_invalid_namespace(shared: &Shared, id: &Identity, message: &str) {
+    shared
+        .ctx
+        .events
+        .record(
+            &object_reference(id),
+            EventKind::Warning,
+            "OwnerRefInvalidNamespace",
+            message,
+        )
+        .await;
 }
 
 /// Removes the `foregroundDeletion` finalizer once no blocking dependent remains; until then
