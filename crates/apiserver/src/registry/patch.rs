@@ -63,11 +63,11 @@ impl Registry {
             let (kv, current) = self.current(def, ns, name).await?;
             let mut patched = apply_patch(&current, patch, ty, schema.as_ref())?;
             super::meta::check_type(def, &mut patched, def.kind, &def.api_version())?;
-            let pinned = meta_str(&patched, "resourceVersion")
-                .filter(|rv| !rv.is_empty())
-                .map(String::from);
-            if let Some(rv) = &pinned
-                && *rv != kv.mod_revision.to_string()
+            // The stored object carries its own resourceVersion, so `patched` always has one; it
+            // is a precondition only when the patch itself names one.
+            let pinned = pins_resource_version(ty, patch);
+            if meta_str(&patched, "resourceVersion")
+                .is_some_and(|rv| !rv.is_empty() && rv != kv.mod_revision.to_string())
             {
                 return Err(ApiError::modified(def.group, def.plural, name));
             }
@@ -78,12 +78,25 @@ impl Registry {
                 )));
             }
             match self.replace(def, ns, name, patched, &kv, &current, sub, opts).await {
-                Err(e) if e.code == 409 && e.reason == "Conflict" && pinned.is_none() && attempt < MAX_RETRIES => {
+                Err(e) if e.code == 409 && e.reason == "Conflict" && !pinned && attempt < MAX_RETRIES => {
                     continue;
                 }
                 other => return other,
             }
         }
+    }
+}
+
+/// Whether a patch document sets `metadata.resourceVersion`, making it a precondition.
+fn pins_resource_version(ty: PatchType, patch: &Value) -> bool {
+    match ty {
+        PatchType::Json => patch.as_array().is_some_and(|ops| {
+            ops.iter()
+                .any(|op| op.get("path").and_then(Value::as_str) == Some("/metadata/resourceVersion"))
+        }),
+        _ => patch
+            .pointer("/metadata/resourceVersion")
+            .is_some_and(|rv| rv.as_str().is_some_and(|s| !s.is_empty())),
     }
 }
 
@@ -116,4 +129,30 @@ pub fn apply_patch(
         422 => ApiError::unprocessable(e.to_string()),
         _ => ApiError::bad_request(e.to_string()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_patches_naming_a_resource_version_pin_it() {
+        assert!(!pins_resource_version(
+            PatchType::Merge,
+            &json!({"status": {"phase": "Running"}})
+        ));
+        assert!(pins_resource_version(
+            PatchType::Strategic,
+            &json!({"metadata": {"resourceVersion": "7"}})
+        ));
+        assert!(!pins_resource_version(
+            PatchType::Json,
+            &json!([{"op": "add", "path": "/data/a", "value": "b"}])
+        ));
+        assert!(pins_resource_version(
+            PatchType::Json,
+            &json!([{"op": "test", "path": "/metadata/resourceVersion", "value": "7"}])
+        ));
+    }
 }
