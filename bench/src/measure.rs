@@ -358,23 +358,7 @@ fn added_name(line: &[u8]) -> Result<Option<String>> {
 
 /// The index of a bench ConfigMap `watch-<index>` in an ADDED watch event line, if it is one.
 fn added_index(line: &[u8]) -> Result<Option<usize>> {
-    let line = line.trim_ascii();
-    if line.is_empty() {
-        return Ok(None);
-    }
-    let event: serde_json::Value = serde_json::from_slice(line).with_context(|| {
-        format!(
-            "a watch event is not JSON: {}",
-            String::from_utf8_lossy(&line[..line.len().min(300)])
-        )
-    })?;
-    if event["type"] != "ADDED" {
-        return Ok(None);
-    }
-    Ok(event["object"]["metadata"]["name"]
-        .as_str()
-        .and_then(|name| name.strip_prefix("watch-"))
-        .and_then(|index| index.parse().ok()))
+    Ok(added_name(line)?.and_then(|name| name.strip_prefix("watch-")?.parse().ok()))
 }
 
 #[cfg(test)]
