@@ -234,14 +234,8 @@ fn pick(candidates: &[(usize, Vec<Arc<PodInfo>>)]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::tests::{cluster, pod};
+    use crate::plugins::tests::{cluster, nodes, pod};
     use serde_json::json;
-
-    fn nodes(n: usize) -> Vec<serde_json::Value> {
-        (0..n)
-            .map(|i| json!({"metadata": {"name": format!("n{i}"), "labels": {"kubernetes.io/hostname": format!("n{i}")}}}))
-            .collect()
-    }
 
     fn bound(name: &str, node: Option<&str>, cpu: &str, priority: i32) -> serde_json::Value {
         json!({"metadata": {"name": name}, "spec": {"nodeName": node, "priority": priority,

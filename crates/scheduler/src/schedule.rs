@@ -258,14 +258,8 @@ impl Algorithm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::tests::{cluster, pod};
+    use crate::plugins::tests::{cluster, nodes, pod};
     use serde_json::json;
-
-    fn nodes(n: usize) -> Vec<serde_json::Value> {
-        (0..n)
-            .map(|i| json!({"metadata": {"name": format!("n{i}"), "labels": {"kubernetes.io/hostname": format!("n{i}")}}}))
-            .collect()
-    }
 
     fn asking(name: &str, cpu: &str) -> PodInfo {
         pod(json!({"metadata": {"name": name}, "spec": {"containers": [{"name": "c",

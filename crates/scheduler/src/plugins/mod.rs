@@ -95,6 +95,13 @@ pub(crate) mod tests {
         s
     }
 
+    /// `n` node objects `n0`, `n1`, … labelled with their hostname.
+    pub fn nodes(n: usize) -> Vec<serde_json::Value> {
+        (0..n)
+            .map(|i| serde_json::json!({"metadata": {"name": format!("n{i}"), "labels": {"kubernetes.io/hostname": format!("n{i}")}}}))
+            .collect()
+    }
+
     /// A cache with these nodes (4 cpu, 16Gi, 110 pods by default) and bound pods.
     pub fn cluster(nodes: &[serde_json::Value], pods: &[serde_json::Value]) -> Cache {
         let mut cache = Cache::default();
