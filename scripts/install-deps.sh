@@ -16,6 +16,14 @@ have kubectl || need_apt+=(kubectl)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need_apt+=(busybox-static)
 have skopeo || need_apt+=(skopeo)
 have docker-registry || need_apt+=(docker-registry)
+# Containers: runc runs them; the CNI plugins (bridge, host-local, loopback, portmap, in
+# /usr/lib/cni) make the pod network, and need iptables for masquerading and host ports;
+# iproute2 (`ip`) and nftables (`nft`) for the network and Services. Asked of dpkg: the tools are
+# in /usr/sbin, often not on a user's PATH.
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'; }
+for pkg in runc containernetworking-plugins iptables iproute2 nftables; do
+  installed "$pkg" || need_apt+=("$pkg")
+done
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""

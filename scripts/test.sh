@@ -8,6 +8,8 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
 cargo build -p kate || exit 1
+# The kubelet and runtime tests run containers from this image.
+[ -f target/images/busybox.tar ] || ./scripts/build-busybox-image.sh || exit 1
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 

@@ -33,8 +33,14 @@ impl Server {
         Server::start_with(kate, data_root, &[])
     }
 
-    /// Like [`Server::start`], with extra `kate server` arguments.
+    /// Like [`Server::start`], with extra `kate server` arguments; the server runs no node
+    /// (kubelet) unless `extra` holds `--with-node`, which is not passed on.
     pub fn start_with(kate: &Path, data_root: &Path, extra: &[&str]) -> Result<Server> {
+        let with_node = extra.contains(&"--with-node");
+        let mut extra: Vec<&str> = extra.iter().copied().filter(|a| *a != "--with-node").collect();
+        if !with_node {
+            extra.push("--disable-agent");
+        }
         let dir = tempfile::Builder::new()
             .prefix("kate-bench-")
             .tempdir_in(data_root)
@@ -45,7 +51,7 @@ impl Server {
         let mut child = Command::new(kate)
             .args(["server", "--https-port", "0", "--data-dir"])
             .arg(dir.path())
-            .args(extra)
+            .args(&extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -1,5 +1,6 @@
 //! `kate`: a Kubernetes-compatible container orchestrator in one binary.
 
+mod agent;
 mod image;
 mod scheduling;
 mod server;
@@ -26,11 +27,20 @@ enum Command {
     Sim(scheduling::SimArgs),
     /// Manage the node's local images: import, ls, rm, pull.
     Image(image::ImageArgs),
+    /// Stop and remove every container and pod sandbox of this machine's node (the pods stay in
+    /// the API; a running kubelet would start them again).
+    Reset(agent::ResetArgs),
     /// Print the admin kubeconfig written by `kate server`.
     Kubeconfig {
         /// The server's data directory.
         #[arg(long, env = "KATE_DATA_DIR")]
         data_dir: Option<PathBuf>,
+    },
+    /// Supervise one container (started by the runtime, not by hand): `shim start|run DIR`.
+    #[command(hide = true)]
+    Shim {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
     },
 }
 
@@ -68,6 +78,8 @@ fn main() -> anyhow::Result<()> {
         Command::Scheduler(args) => scheduling::run_scheduler(args),
         Command::Sim(args) => scheduling::run_sim(args),
         Command::Image(args) => image::run(args),
+        Command::Shim { args } => std::process::exit(kate_runtime::shim_main(&args)),
+        Command::Reset(args) => agent::reset(args),
         Command::Kubeconfig { data_dir } => {
             let path = data_dir.unwrap_or_else(default_data_dir).join("kubeconfig.yaml");
             let text = std::fs::read_to_string(&path).map_err(|e| {

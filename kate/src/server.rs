@@ -34,6 +34,14 @@ pub struct ServerArgs {
     /// How long a node may go without a heartbeat before it is marked unreachable.
     #[arg(long = "node-monitor-grace-period", default_value = "40", value_name = "SECONDS")]
     node_monitor_grace_period: u64,
+    /// The pod network; each node gets a /24 of it as its pod CIDR.
+    #[arg(long, default_value = "10.42.0.0/16", value_name = "CIDR")]
+    cluster_cidr: String,
+    /// Run only the control plane, without this machine's node (kubelet).
+    #[arg(long)]
+    disable_agent: bool,
+    #[command(flatten)]
+    agent: crate::agent::AgentArgs,
 }
 
 /// Runs the server until killed.
@@ -76,12 +84,19 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             "kate: try `KUBECONFIG={} kubectl get namespaces`",
             server.kubeconfig.display()
         );
-        let client = local_client(&server.kubeconfig).await?;
-        crate::scheduling::start_in_server(client.clone(), identity(&data_dir), args.sim_nodes);
+        let scheduler = local_client(&server, "system:kube-scheduler", "kube-scheduler");
+        crate::scheduling::start_in_server(scheduler, identity(&data_dir), args.sim_nodes);
         let controllers = kate_controllers::Config {
             identity: identity(&data_dir),
             node_monitor_grace: Duration::from_secs(args.node_monitor_grace_period),
+            cluster_cidr: args.cluster_cidr.clone(),
+            ..Default::default()
         };
+        if !args.disable_agent {
+            let kubelet = local_client(&server, &format!("system:node:{}", args.agent.node_name()), "kubelet");
+            crate::agent::start_kubelet(kubelet, &args.agent, &data_dir)?;
+        }
+        let client = local_client(&server, "system:kube-controller-manager", "kube-controller-manager");
         tokio::spawn(async move {
             if let Err(e) = kate_controllers::run(client, controllers).await {
                 tracing::error!(error = %e, "controllers stopped");
@@ -95,13 +110,15 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     })
 }
 
-/// A client of this server for the in-process components (they use the API like any other).
-async fn local_client(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
-    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig).context("reading the admin kubeconfig")?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .context("loading the admin kubeconfig")?;
-    kube::Client::try_from(config).context("building the API client")
+/// A client of this server for a component running in this process: it uses the API like any
+/// other client, but through the loopback transport instead of a TLS connection per watch.
+fn local_client(server: &kate_apiserver::Server, user: &str, component: &str) -> kube::Client {
+    let agent = format!(
+        "{component}/{} (linux/{}) kate",
+        kate_apiserver::http::KUBE_GIT_VERSION,
+        std::env::consts::ARCH
+    );
+    kube::Client::new(server.loopback(user, &agent), "default")
 }
 
 /// This server's name in leader elections: the host name plus a hash of its data directory, so

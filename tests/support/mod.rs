@@ -32,6 +32,8 @@ pub struct Cluster {
     pub kubeconfig: PathBuf,
     /// The server URL.
     pub url: String,
+    /// The pod bridge, when the server runs a node: its containers are removed on drop.
+    node_bridge: Option<String>,
 }
 
 impl Cluster {
@@ -46,8 +48,55 @@ impl Cluster {
         Cluster::start_with(dir, &[])
     }
 
-    /// Starts a server in `dir` with extra `kate server` arguments.
+    /// Starts a control plane without a node (no kubelet) in `dir` with extra `kate server`
+    /// arguments; tests that need running pods play the kubelet themselves.
     pub fn start_with(dir: tempfile::TempDir, extra: &[&str]) -> Result<Cluster> {
+        let mut args = vec!["--disable-agent"];
+        args.extend_from_slice(extra);
+        Cluster::launch(dir, &args)
+    }
+
+    /// Starts a server that runs this machine's node too (needs root), with the busybox test
+    /// image imported. `network` (0–99) keeps its pod network (bridge, pod CIDR) and kubelet
+    /// port apart from those of tests running at the same time.
+    pub fn start_node(network: u8) -> Result<Cluster> {
+        Cluster::start_node_in(tempfile::tempdir()?, network)
+    }
+
+    /// Like [`Cluster::start_node`] with an existing data directory (to test restarts).
+    pub fn start_node_in(dir: tempfile::TempDir, network: u8) -> Result<Cluster> {
+        let image = busybox_image()?;
+        let import = Command::new(kate_bin())
+            .args(["image", "import", "--data-dir"])
+            .arg(dir.path())
+            .arg(&image)
+            .output()?;
+        if !import.status.success() {
+            bail!(
+                "importing {}: {}",
+                image.display(),
+                String::from_utf8_lossy(&import.stderr)
+            );
+        }
+        let bridge = format!("katet{network}");
+        let cidr = format!("10.{}.0.0/16", 150 + u16::from(network));
+        let port = (20250 + u16::from(network)).to_string();
+        let mut cluster = Cluster::launch(
+            dir,
+            &[
+                "--pod-bridge",
+                &bridge,
+                "--cluster-cidr",
+                &cidr,
+                "--kubelet-port",
+                &port,
+            ],
+        )?;
+        cluster.node_bridge = Some(bridge);
+        Ok(cluster)
+    }
+
+    fn launch(dir: tempfile::TempDir, extra: &[&str]) -> Result<Cluster> {
         let bin = kate_bin();
         if !bin.exists() {
             bail!(
@@ -96,13 +145,16 @@ impl Cluster {
             dir,
             kubeconfig,
             url,
+            node_bridge: None,
         })
     }
 
-    /// Stops the server with SIGKILL and hands back its data directory.
+    /// Stops the server with SIGKILL and hands back its data directory (the node's
+    /// containers keep running, as they would).
     pub fn kill(mut self) -> tempfile::TempDir {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.node_bridge = None;
         let dir = tempfile::tempdir().expect("tempdir");
         std::mem::replace(&mut self.dir, dir)
     }
@@ -177,7 +229,28 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(bridge) = &self.node_bridge {
+            let _ = Command::new(kate_bin())
+                .args(["reset", "--pod-bridge", bridge, "--data-dir"])
+                .arg(self.dir.path())
+                .status();
+        }
     }
+}
+
+/// The busybox test image, built by `scripts/build-busybox-image.sh` when missing.
+pub fn busybox_image() -> Result<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("workspace root")?;
+    let image = root.join("target/images/busybox.tar");
+    if !image.exists() {
+        let status = Command::new(root.join("scripts/build-busybox-image.sh")).status()?;
+        if !status.success() {
+            bail!("scripts/build-busybox-image.sh failed");
+        }
+    }
+    Ok(image)
 }
 
 /// How long [`eventually`] and [`eventually_blocking`] keep checking.

@@ -12,6 +12,7 @@ mod bootstrap;
 pub mod catalog;
 pub mod error;
 pub mod http;
+pub mod loopback;
 pub mod pki;
 mod priority;
 pub mod registry;
@@ -146,6 +147,17 @@ impl Server {
             acceptor,
             app,
         })
+    }
+
+    /// An in-process transport into this server for a component running beside it, acting as
+    /// `user` (a cluster administrator) and naming itself `user_agent`; wrap it with
+    /// `kube::Client::new`.
+    pub fn loopback(&self, user: &str, user_agent: &str) -> loopback::Loopback {
+        let user = auth::User {
+            name: user.into(),
+            groups: vec![pki::MASTERS_GROUP.into(), "system:authenticated".into()],
+        };
+        loopback::Loopback::new(self.app.clone(), user, user_agent)
     }
 
     /// Serves requests until the process ends.

@@ -14,6 +14,7 @@ pub mod events;
 pub mod garbagecollector;
 pub mod leader;
 pub mod namespace;
+pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod replicaset;
 pub mod serviceaccount;
@@ -41,6 +42,10 @@ pub struct Config {
     pub identity: String,
     /// How long a node may go without a heartbeat before it is marked unreachable.
     pub node_monitor_grace: Duration,
+    /// The pod network that node pod CIDRs are taken from.
+    pub cluster_cidr: String,
+    /// The prefix length of each node's pod CIDR.
+    pub node_cidr_prefix: u8,
 }
 
 impl Default for Config {
@@ -48,6 +53,8 @@ impl Default for Config {
         Config {
             identity: "kate".into(),
             node_monitor_grace: Duration::from_secs(40),
+            cluster_cidr: "10.42.0.0/16".into(),
+            node_cidr_prefix: 24,
         }
     }
 }
@@ -91,6 +98,7 @@ async fn start_all(ctx: Arc<Context>) {
     set.spawn(garbagecollector::run(ctx.clone()));
     set.spawn(endpoints::run(ctx.clone()));
     set.spawn(namespace::run(ctx.clone()));
+    set.spawn(nodeipam::run(ctx.clone()));
     set.spawn(nodelifecycle::run(ctx.clone()));
     set.spawn(replicaset::run(ctx.clone()));
     set.spawn(serviceaccount::run(ctx.clone()));

@@ -3,7 +3,8 @@
 use std::io;
 use std::path::Path;
 
-/// Everything that can go wrong in the image store, imports, pulls and unpacking.
+/// Everything that can go wrong in the image store, imports, pulls, unpacking, sandboxes and
+/// containers.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The string is not a valid image reference.
@@ -71,6 +72,48 @@ pub enum Error {
         /// The client's error with its causes, e.g. down to "Connection refused".
         message: String,
     },
+    /// No pod sandbox of that ID exists.
+    #[error("sandbox {0} not found")]
+    SandboxNotFound(String),
+    /// No container of that ID exists.
+    #[error("container {0} not found")]
+    ContainerNotFound(String),
+    /// A sandbox or container of that ID exists already.
+    #[error("{kind} {id} already exists")]
+    AlreadyExists {
+        /// `sandbox` or `container`.
+        kind: &'static str,
+        /// The ID asked for.
+        id: String,
+    },
+    /// The operation needs a running container.
+    #[error("container {0} is not running")]
+    NotRunning(String),
+    /// A sandbox or container configuration the runtime cannot run (bad ID, no command, unknown
+    /// capability, user not in the image, …).
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// A helper program (runc, the shim) failed.
+    #[error("{command}: {message}")]
+    Command {
+        /// The program and what it was asked to do, e.g. `runc start`.
+        command: String,
+        /// Its error output, or how it ended.
+        message: String,
+    },
+    /// A CNI plugin failed.
+    #[error("CNI plugin {plugin} {command}: {message}")]
+    Cni {
+        /// The plugin's type, e.g. `bridge`.
+        plugin: String,
+        /// `ADD` or `DEL`.
+        command: &'static str,
+        /// The plugin's error message (`msg` and `details` of its error result) or output.
+        message: String,
+    },
+    /// Generating the OCI runtime spec failed.
+    #[error("building the OCI runtime spec: {0}")]
+    Spec(String),
 }
 
 // The underlying errors are part of each message (the kubelet reports messages in pod status)

@@ -24,7 +24,8 @@ pub mod node;
 pub mod plugins;
 pub mod pod;
 pub mod preemption;
-pub mod quantity;
+/// Resource quantities as integers, shared with the kubelet.
+pub use kate_quantity as quantity;
 pub mod queue;
 pub mod resources;
 pub mod schedule;

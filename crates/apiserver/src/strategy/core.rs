@@ -5,7 +5,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 use super::table::{AGE, Column, NAME, age_cell, arr, col, i, name_cell, or_none, s, wide};
-use super::{NameRule, Strategy};
+use super::{NameRule, Strategy, validation};
 use crate::error::Cause;
 
 /// Nodes: status is written by the kubelet at registration, so a create keeps it.
@@ -14,6 +14,21 @@ pub struct NodeStrategy;
 impl Strategy for NodeStrategy {
     fn reset_status_on_create(&self) -> bool {
         false
+    }
+
+    /// A node's pod CIDR may be set once (by the node IPAM controller), never changed.
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        let Some(old) = old else { return Vec::new() };
+        let mut causes = Vec::new();
+        for (pointer, field) in [("/spec/podCIDR", "spec.podCIDR"), ("/spec/podCIDRs", "spec.podCIDRs")] {
+            let was_set = old
+                .pointer(pointer)
+                .is_some_and(|v| !v.is_null() && v != "" && v != &json!([]));
+            if was_set && let Some(cause) = validation::immutable(obj, old, pointer, field) {
+                causes.push(cause);
+            }
+        }
+        causes
     }
 
     fn columns(&self) -> Vec<Column> {
@@ -431,6 +446,16 @@ mod tests {
         assert_eq!(secret["data"]["pw"], "aHVudGVyMg==");
         assert_eq!(secret["type"], "Opaque");
         assert!(secret.get("stringData").is_none());
+    }
+
+    #[test]
+    fn a_node_pod_cidr_is_set_once() {
+        let unset = json!({"spec": {}});
+        let set = json!({"spec": {"podCIDR": "10.42.0.0/24", "podCIDRs": ["10.42.0.0/24"]}});
+        let moved = json!({"spec": {"podCIDR": "10.42.1.0/24", "podCIDRs": ["10.42.1.0/24"]}});
+        assert!(NodeStrategy.validate(&set, Some(&unset)).is_empty());
+        assert!(NodeStrategy.validate(&set, Some(&set)).is_empty());
+        assert_eq!(NodeStrategy.validate(&moved, Some(&set)).len(), 2);
     }
 
     #[test]

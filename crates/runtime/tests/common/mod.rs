@@ -1,4 +1,6 @@
 //! Helpers of the integration tests: the busybox image, required tools, a local registry.
+//! Each test binary uses only some of them.
+#![allow(dead_code)]
 
 use std::fs;
 use std::net::{TcpListener, TcpStream};

@@ -1,6 +1,6 @@
-//! Resource quantities (`100m`, `1.5`, `512Mi`, `1e3`) as the integers the scheduler compares:
-//! millicores for cpu, whole units (bytes, counts) for everything else, both rounded up as
-//! upstream's `MilliValue` and `Value` do.
+//! Kubernetes resource quantities (`100m`, `1.5`, `512Mi`, `1e3`) as integers: millicores for
+//! cpu, whole units (bytes, counts) for everything else, both rounded up as upstream's
+//! `MilliValue` and `Value` do. Shared by the scheduler and the kubelet.
 
 /// Parses a quantity and returns its value multiplied by `scale` (1 or 1000), rounded up;
 /// `None` when the text is not a quantity.
