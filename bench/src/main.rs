@@ -13,7 +13,9 @@
 //! 6. RSS of a fresh server once many ConfigMaps exist;
 //! 7. in another fresh server, the time from creating a Deployment to all its pods existing
 //!    (the Deployment and ReplicaSet controllers at work), and pods created per second;
-//! 8. the scheduler, each workload in a fresh server with simulated nodes (as upstream's
+//! 8. pod startup on a real node (needs root): busybox pods created at a steady pace, timed from
+//!    create to Running as seen by a watch, with the server's and the container shims' memory;
+//! 9. the scheduler, each workload in a fresh server with simulated nodes (as upstream's
 //!    scheduler_perf SchedulingBasic, TopologySpreading and SchedulingPodAntiAffinity): pods
 //!    placed per second from creation to a persisted binding.
 //!
@@ -22,6 +24,7 @@
 
 mod client;
 mod measure;
+mod pods;
 mod report;
 mod scheduling;
 mod server;
@@ -83,6 +86,15 @@ struct Args {
     /// Replicas of the Deployment whose pods the controllers create in a fresh server.
     #[arg(long, default_value_t = 1_000)]
     deployment_replicas: usize,
+    /// Pods started on a real node in the pod startup test (0 skips it; it needs root).
+    #[arg(long, default_value_t = 30)]
+    startup_pods: usize,
+    /// Pause between the pod startup test's creates, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    startup_gap_ms: u64,
+    /// The image archive the pod startup test imports (scripts/build-busybox-image.sh).
+    #[arg(long, default_value = "target/images/busybox.tar")]
+    image: PathBuf,
     /// Simulated nodes in the scheduler tests.
     #[arg(long, default_value_t = 5_000)]
     sched_nodes: usize,
@@ -208,6 +220,14 @@ async fn run(args: &Args) -> Result<Report> {
     ));
     let rollout = rollout(args).await?;
 
+    let pod_startup = if args.startup_pods > 0 {
+        progress(&format!("starting {} pods on a real node", args.startup_pods));
+        let gap = Duration::from_millis(args.startup_gap_ms);
+        Some(pods::startup(&args.kate, &args.data_root, &args.image, args.startup_pods, gap).await?)
+    } else {
+        None
+    };
+
     let mut scheduling = Vec::new();
     for (test, workload, kubelet) in [
         ("basic", scheduling::Workload::Basic, false),
@@ -253,6 +273,7 @@ async fn run(args: &Args) -> Result<Report> {
         final_objects: args.creates + 1 + args.list_objects + args.watch_events,
         loaded,
         rollout,
+        pod_startup,
         scheduling,
     })
 }

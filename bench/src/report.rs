@@ -137,6 +137,29 @@ pub struct Rollout {
     pub first_pod_ms: f64,
 }
 
+/// Pod startup on a real node (the kubelet running busybox containers).
+#[derive(Debug, Serialize)]
+pub struct PodStartup {
+    /// Pods created.
+    pub pods: usize,
+    /// Pause between creates, in milliseconds.
+    pub gap_ms: u64,
+    /// From just before each create to the watch event showing it Running.
+    pub latency: Latency,
+    /// `VmRSS` of the server (with its kubelet) and no pods.
+    pub idle_rss_kib: u64,
+    /// `VmRSS` of the server with all pods running.
+    pub rss_kib: u64,
+    /// Container shim processes found.
+    pub shims: usize,
+    /// Their summed `VmRSS`.
+    pub shims_rss_kib: u64,
+    /// Their summed proportional set size.
+    pub shims_pss_kib: u64,
+    /// Their summed anonymous memory.
+    pub shims_anon_kib: u64,
+}
+
 /// One scheduler test: pods/s from creation to a persisted binding.
 #[derive(Debug, Serialize)]
 pub struct Scheduling {
@@ -197,6 +220,8 @@ pub struct Report {
     pub scheduling: Vec<Scheduling>,
     /// Pod creation by the controllers, in a fresh server.
     pub rollout: Rollout,
+    /// Pod startup on a real node, when it was measured.
+    pub pod_startup: Option<PodStartup>,
 }
 
 impl Report {
@@ -273,6 +298,25 @@ impl Report {
             ),
         ];
         let mut rows = rows;
+        if let Some(p) = &self.pod_startup {
+            rows.push((
+                format!("Pod startup on a node: create → Running ({} pods)", p.pods),
+                format!("{}   (one every {} ms)", p.latency.cell(), p.gap_ms),
+            ));
+            rows.push((
+                format!("  kate server RSS with the node: 0 / {} pods", p.pods),
+                format!("{} / {}", fmt_kib(p.idle_rss_kib), fmt_kib(p.rss_kib)),
+            ));
+            rows.push((
+                format!("  {} container shims: RSS / PSS / anonymous", p.shims),
+                format!(
+                    "{} / {} / {}",
+                    fmt_kib(p.shims_rss_kib),
+                    fmt_kib(p.shims_pss_kib),
+                    fmt_kib(p.shims_anon_kib)
+                ),
+            ));
+        }
         for x in &self.scheduling {
             rows.push((
                 format!(

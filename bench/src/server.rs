@@ -24,6 +24,18 @@ pub struct Server {
     /// Wall-clock time from spawning the process to reading its ready line.
     pub startup: Duration,
     log: Arc<Mutex<VecDeque<String>>>,
+    /// The kate binary that removes the node's containers on drop, for a server with a node.
+    reset_with: Option<PathBuf>,
+}
+
+/// The pod bridge of benchmark servers that run a node.
+const NODE_BRIDGE: &str = "katebench0";
+
+fn data_dir(data_root: &Path) -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix("kate-bench-")
+        .tempdir_in(data_root)
+        .with_context(|| format!("creating a data directory in {}", data_root.display()))
 }
 
 impl Server {
@@ -34,24 +46,49 @@ impl Server {
     }
 
     /// Like [`Server::start`], with extra `kate server` arguments; the server runs no node
-    /// (kubelet) unless `extra` holds `--with-node`, which is not passed on.
+    /// (kubelet), so its figures are the control plane's.
     pub fn start_with(kate: &Path, data_root: &Path, extra: &[&str]) -> Result<Server> {
-        let with_node = extra.contains(&"--with-node");
-        let mut extra: Vec<&str> = extra.iter().copied().filter(|a| *a != "--with-node").collect();
-        if !with_node {
-            extra.push("--disable-agent");
+        let mut args = vec!["--disable-agent"];
+        args.extend_from_slice(extra);
+        Server::launch(kate, data_dir(data_root)?, &args, None)
+    }
+
+    /// A server that also runs this machine's node (needs root) with `image` imported, on its
+    /// own pod bridge; its containers are removed on drop.
+    pub fn start_node(kate: &Path, data_root: &Path, image: &Path) -> Result<Server> {
+        let dir = data_dir(data_root)?;
+        let import = Command::new(kate)
+            .args(["image", "import", "--data-dir"])
+            .arg(dir.path())
+            .arg(image)
+            .output()
+            .with_context(|| format!("running {} image import", kate.display()))?;
+        if !import.status.success() {
+            bail!(
+                "importing {}: {}",
+                image.display(),
+                String::from_utf8_lossy(&import.stderr)
+            );
         }
-        let dir = tempfile::Builder::new()
-            .prefix("kate-bench-")
-            .tempdir_in(data_root)
-            .with_context(|| format!("creating a data directory in {}", data_root.display()))?;
+        let args = [
+            "--pod-bridge",
+            NODE_BRIDGE,
+            "--cluster-cidr",
+            "10.140.0.0/16",
+            "--kubelet-port",
+            "20240",
+        ];
+        Server::launch(kate, dir, &args, Some(kate.to_path_buf()))
+    }
+
+    fn launch(kate: &Path, dir: tempfile::TempDir, extra: &[&str], reset_with: Option<PathBuf>) -> Result<Server> {
         let log = Arc::new(Mutex::new(VecDeque::with_capacity(LOG_TAIL)));
         let (tx, rx) = mpsc::channel::<(Instant, String)>();
         let spawned = Instant::now();
         let mut child = Command::new(kate)
             .args(["server", "--https-port", "0", "--data-dir"])
             .arg(dir.path())
-            .args(&extra)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -82,6 +119,7 @@ impl Server {
             port: 0,
             startup: Duration::ZERO,
             log,
+            reset_with,
         };
         let deadline = spawned + READY_TIMEOUT;
         loop {
@@ -111,6 +149,11 @@ impl Server {
     /// The process id of the server.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The server's data directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// The admin kubeconfig the server wrote.
@@ -149,7 +192,61 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(kate) = &self.reset_with {
+            let _ = Command::new(kate)
+                .args(["reset", "--pod-bridge", NODE_BRIDGE, "--data-dir"])
+                .arg(self.dir.path())
+                .stderr(Stdio::null())
+                .status();
+        }
     }
+}
+
+/// The memory of the container shims (`kate shim run …` processes) of a data directory's
+/// containers.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ShimMemory {
+    /// How many shims.
+    pub count: usize,
+    /// Summed `VmRSS` in KiB (counts the binary's shared pages once per shim).
+    pub rss_kib: u64,
+    /// Summed proportional set size in KiB (shared pages divided among their users).
+    pub pss_kib: u64,
+    /// Summed anonymous (private) memory in KiB.
+    pub anon_kib: u64,
+}
+
+/// Reads the memory of the shims of `data_dir`'s containers.
+pub fn shims_memory(data_dir: &Path) -> ShimMemory {
+    let needle = data_dir.to_string_lossy().into_owned();
+    let mut m = ShimMemory::default();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let is_shim = args.get(1).map(String::as_str) == Some("shim") && args.get(2).map(String::as_str) == Some("run");
+        if is_shim && args.iter().any(|a| a.contains(&needle)) {
+            m.count += 1;
+            m.rss_kib += proc_status_kib(pid, "VmRSS").unwrap_or(0);
+            m.anon_kib += proc_status_kib(pid, "RssAnon").unwrap_or(0);
+            m.pss_kib += smaps_rollup_kib(pid, "Pss").unwrap_or(0);
+        }
+    }
+    m
+}
+
+/// Reads one field of `/proc/<pid>/smaps_rollup`, in KiB.
+fn smaps_rollup_kib(pid: u32, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let value = text.lines().find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?;
+    value.trim().trim_end_matches("kB").trim().parse().ok()
 }
 
 /// Extracts the port from `kate: ready in 0.02s: API server at https://127.0.0.1:PORT, ...`,
