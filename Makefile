@@ -12,6 +12,8 @@ build: deps
 	cargo build --release -p kate
 
 run: build
+	[ -f target/images/busybox.tar ] || ./scripts/build-busybox-image.sh
+	./target/release/kate image import $(if $(DATA_DIR),--data-dir $(DATA_DIR)) target/images/busybox.tar
 	./target/release/kate server $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(ARGS)
 
 test: deps

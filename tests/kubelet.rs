@@ -18,7 +18,15 @@ fn pod(c: &Cluster, name: &str) -> Result<Value> {
 
 /// Waits until `check` holds for the pod, then returns it.
 fn wait_pod(c: &Cluster, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Result<Value> {
-    eventually_blocking(what, || Ok(pod(c, name).map(|p| check(&p)).unwrap_or(false)))?;
+    let waited = eventually_blocking(what, || Ok(pod(c, name).map(|p| check(&p)).unwrap_or(false)));
+    if let Err(e) = waited {
+        let status = pod(c, name).map(|p| p["status"].to_string()).unwrap_or_default();
+        let selector = format!("involvedObject.name={name}");
+        let events = c
+            .kubectl(&["get", "events", "--field-selector", &selector])
+            .unwrap_or_default();
+        bail!("{e}\npod status: {status}\nevents:\n{events}");
+    }
     pod(c, name)
 }
 
@@ -419,5 +427,94 @@ fn containers_survive_a_restart_of_kate_and_deleted_pods_are_cleaned_up() -> Res
             .output()?;
         Ok(!found.status.success())
     })?;
+    Ok(())
+}
+
+#[test]
+fn images_are_pulled_from_a_registry_with_pull_secrets() -> Result<()> {
+    let registry = kate_e2e::Registry::start(Some(kate_e2e::HTPASSWD));
+    let creds = format!("{}:{}", kate_e2e::REGISTRY_USER, kate_e2e::REGISTRY_PASSWORD);
+    let source = format!(
+        "oci-archive:{}:docker.io/library/busybox:latest",
+        kate_e2e::busybox_archive().display()
+    );
+    registry.push(&source, "private/busybox:2.0", Some(&creds), false);
+    let image = format!("{}/private/busybox:2.0", registry.host);
+
+    let c = Cluster::start_node_with(9, &["--insecure-registry", &registry.host])?;
+    c.kubectl(&["run", "anonymous", "--image", &image, "--", "sleep", "3604"])?;
+    c.kubectl(&[
+        "create",
+        "secret",
+        "docker-registry",
+        "pull",
+        "--docker-server",
+        &registry.host,
+        "--docker-username",
+        kate_e2e::REGISTRY_USER,
+        "--docker-password",
+        kate_e2e::REGISTRY_PASSWORD,
+    ])?;
+    apply(
+        &c,
+        &format!(
+            "apiVersion: v1
+kind: Pod
+metadata: {{name: private}}
+spec:
+  imagePullSecrets: [{{name: pull}}]
+  containers: [{{name: c, image: '{image}', command: [sleep, '3605']}}]
+"
+        ),
+    )?;
+    let p = wait_pod(&c, "private", "the pod with pull secrets to run", ready)?;
+    assert!(
+        p["status"]["containerStatuses"][0]["imageID"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("sha256:")
+    );
+    let events = c.kubectl(&["get", "events", "--field-selector", "involvedObject.name=private"])?;
+    assert!(events.contains("Successfully pulled image"), "{events}");
+    let p = wait_pod(&c, "anonymous", "the anonymous pull to fail", |p| {
+        let reason = &p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"];
+        reason == "ErrImagePull" || reason == "ImagePullBackOff"
+    })?;
+    let message = p["status"]["containerStatuses"][0]["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(!message.is_empty(), "a clear message: {}", p["status"]);
+    Ok(())
+}
+
+#[test]
+fn memory_backed_empty_dirs_are_tmpfs() -> Result<()> {
+    let c = Cluster::start_node(10)?;
+    apply(
+        &c,
+        &format!(
+            "apiVersion: v1
+kind: Pod
+metadata: {{name: tmpfs}}
+spec:
+  restartPolicy: Never
+  volumes: [{{name: scratch, emptyDir: {{medium: Memory, sizeLimit: 8Mi}}}}]
+  containers:
+  - name: c
+    image: {IMAGE}
+    command: [sh, -c, 'grep -q \" /scratch tmpfs \" /proc/mounts && ! dd if=/dev/zero of=/scratch/big bs=1M count=16']
+    volumeMounts: [{{name: scratch, mountPath: /scratch}}]
+"
+        ),
+    )?;
+    let p = wait_pod(&c, "tmpfs", "the pod to end", |p| {
+        matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+    })?;
+    assert_eq!(
+        p["status"]["phase"], "Succeeded",
+        "a tmpfs limited to 8Mi: {}",
+        p["status"]
+    );
     Ok(())
 }

@@ -24,6 +24,9 @@ pub struct AgentArgs {
     /// The OCI runtime binary.
     #[arg(long, default_value = "runc")]
     runtime: PathBuf,
+    /// The cluster DNS service IP, the nameserver of ClusterFirst pods.
+    #[arg(long, value_name = "IP", default_value = "10.43.0.10")]
+    cluster_dns: std::net::IpAddr,
 }
 
 impl AgentArgs {
@@ -35,11 +38,23 @@ impl AgentArgs {
                 .unwrap_or_else(|_| "kate".into())
         })
     }
+
+    /// The host bridge pods are attached to.
+    pub fn pod_bridge(&self) -> &str {
+        &self.pod_bridge
+    }
 }
 
 /// Starts the kubelet on the runtime's tasks; it needs root (namespaces, mounts, cgroups), so
-/// without root it is skipped with a notice.
-pub fn start_kubelet(client: kube::Client, args: &AgentArgs, data_dir: &Path) -> anyhow::Result<()> {
+/// without root it is skipped with a notice. `tls` is its HTTPS server's certificates (none: no
+/// logs, exec or port-forward); `control_plane` labels the node as a control-plane node.
+pub fn start_kubelet(
+    client: kube::Client,
+    args: &AgentArgs,
+    data_dir: &Path,
+    tls: Option<kate_kubelet::ServingTls>,
+    control_plane: bool,
+) -> anyhow::Result<()> {
     if !crate::is_root() {
         eprintln!("kate: not running as root, so this machine runs no pods (the kubelet needs root)");
         return Ok(());
@@ -55,8 +70,14 @@ pub fn start_kubelet(client: kube::Client, args: &AgentArgs, data_dir: &Path) ->
         port: args.kubelet_port,
         kubelet_version: kate_apiserver::http::KUBE_GIT_VERSION.to_string(),
         runtime_version: format!("kate://{}", env!("CARGO_PKG_VERSION")),
-        node_labels: [("node-role.kubernetes.io/control-plane".to_string(), "true".to_string())].into(),
+        node_labels: if control_plane {
+            [("node-role.kubernetes.io/control-plane".to_string(), "true".to_string())].into()
+        } else {
+            Default::default()
+        },
         insecure_registries: args.insecure_registries.clone(),
+        cluster_dns: Some(args.cluster_dns),
+        tls,
     };
     tokio::spawn(async move {
         if let Err(e) = kate_kubelet::run(client, config, runtime, images).await {
@@ -84,7 +105,7 @@ pub fn reset(args: ResetArgs) -> anyhow::Result<()> {
     let images = kate_runtime::ImageStore::open(data_dir.join("images")).context("opening the image store")?;
     let mut options = kate_runtime::RuntimeOptions::new(data_dir.join("runtime"));
     options.cni_conf.bridge = args.pod_bridge.clone();
-    options.cni_conf.network = args.pod_bridge;
+    options.cni_conf.network = args.pod_bridge.clone();
     let runtime = kate_runtime::Runtime::new(options, images).context("opening the runtime")?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -109,6 +130,8 @@ pub fn reset(args: ResetArgs) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("removing sandbox {}", s.id))?;
         }
+        kate_proxy::cleanup(&kate_proxy::table_name(&args.pod_bridge))
+            .context("removing the proxy's nftables table")?;
         eprintln!(
             "kate: removed {} containers and {} pod sandboxes",
             containers.len(),

@@ -2,6 +2,9 @@
 
 mod agent;
 mod image;
+mod join;
+mod node;
+mod proxy;
 mod scheduling;
 mod server;
 
@@ -21,6 +24,10 @@ struct Cli {
 enum Command {
     /// Run the control plane (API server on an embedded store).
     Server(server::ServerArgs),
+    /// Join a cluster as a node: run a kubelet and service proxy for this machine.
+    Agent(node::JoinArgs),
+    /// Manage join tokens (`kate token create`).
+    Token(node::TokenArgs),
     /// Run the scheduler against a cluster (`kate server` runs one already).
     Scheduler(scheduling::SchedulerArgs),
     /// Register simulated nodes and play their kubelets, to test at scale on one machine.
@@ -59,6 +66,14 @@ pub fn default_data_dir() -> PathBuf {
     }
 }
 
+/// Logs to stderr at the level `KATE_LOG` asks for (default: warnings).
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("KATE_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 /// Whether we run as root, read from /proc so no unsafe libc call is needed.
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
@@ -78,6 +93,8 @@ fn main() -> anyhow::Result<()> {
         Command::Scheduler(args) => scheduling::run_scheduler(args),
         Command::Sim(args) => scheduling::run_sim(args),
         Command::Image(args) => image::run(args),
+        Command::Agent(args) => node::agent(args),
+        Command::Token(args) => node::token(args),
         Command::Shim { args } => std::process::exit(kate_runtime::shim_main(&args)),
         Command::Reset(args) => agent::reset(args),
         Command::Kubeconfig { data_dir } => {

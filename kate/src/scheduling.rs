@@ -44,13 +44,6 @@ pub struct SimArgs {
     no_kubelet: bool,
 }
 
-fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("KATE_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 /// A client from a kubeconfig file, or the usual defaults.
 async fn client(kubeconfig: Option<PathBuf>) -> anyhow::Result<kube::Client> {
     let config = match kubeconfig {
@@ -81,7 +74,7 @@ fn identity() -> String {
 
 /// `kate scheduler`: schedules until interrupted.
 pub fn run_scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
-    init_logging();
+    crate::init_logging();
     runtime()?.block_on(async move {
         let client = client(args.kubeconfig).await?;
         let config = kate_scheduler::Config {
@@ -100,7 +93,7 @@ pub fn run_scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
 
 /// `kate sim`: registers simulated nodes and runs them until interrupted.
 pub fn run_sim(args: SimArgs) -> anyhow::Result<()> {
-    init_logging();
+    crate::init_logging();
     runtime()?.block_on(async move {
         let client = client(args.kubeconfig).await?;
         let config = kate_scheduler::sim::SimConfig {

@@ -47,10 +47,7 @@ pub struct ServerArgs {
 /// Runs the server until killed.
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("KATE_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    crate::init_logging();
     let data_dir = args.data_dir.clone().unwrap_or_else(crate::default_data_dir);
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -94,7 +91,24 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         };
         if !args.disable_agent {
             let kubelet = local_client(&server, &format!("system:node:{}", args.agent.node_name()), "kubelet");
-            crate::agent::start_kubelet(kubelet, &args.agent, &data_dir)?;
+            let node_name = args.agent.node_name();
+            let node_ip = kate_kubelet::sysinfo::primary_ip();
+            let pki = server.pki();
+            let (cert_pem, key_pem) = pki
+                .issue_kubelet_serving_cert(node_ip, &node_name)
+                .context("issuing the kubelet's serving certificate")?;
+            let tls = kate_kubelet::ServingTls {
+                ca_pem: pki.ca_cert_pem.clone(),
+                cert_pem,
+                key_pem,
+            };
+            crate::agent::start_kubelet(kubelet, &args.agent, &data_dir, Some(tls), true)?;
+            crate::proxy::start(
+                local_client(&server, "system:kube-proxy", "kube-proxy"),
+                &args.agent,
+                &args.cluster_cidr,
+                true,
+            );
         }
         let client = local_client(&server, "system:kube-controller-manager", "kube-controller-manager");
         tokio::spawn(async move {

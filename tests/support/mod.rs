@@ -8,6 +8,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+pub use kate_testkit::{HTPASSWD, REGISTRY_PASSWORD, REGISTRY_USER, Registry, busybox_archive};
 
 /// The `kate` binary under test: `$KATE_BIN`, else the workspace's debug build.
 pub fn kate_bin() -> PathBuf {
@@ -63,13 +64,22 @@ impl Cluster {
         Cluster::start_node_in(tempfile::tempdir()?, network)
     }
 
+    /// Like [`Cluster::start_node`], with extra `kate server` arguments.
+    pub fn start_node_with(network: u8, extra: &[&str]) -> Result<Cluster> {
+        Cluster::start_node_args(tempfile::tempdir()?, network, extra)
+    }
+
     /// Like [`Cluster::start_node`] with an existing data directory (to test restarts).
     pub fn start_node_in(dir: tempfile::TempDir, network: u8) -> Result<Cluster> {
-        let image = busybox_image()?;
+        Cluster::start_node_args(dir, network, &[])
+    }
+
+    fn start_node_args(dir: tempfile::TempDir, network: u8, extra: &[&str]) -> Result<Cluster> {
+        let image = kate_testkit::busybox_archive();
         let import = Command::new(kate_bin())
             .args(["image", "import", "--data-dir"])
             .arg(dir.path())
-            .arg(&image)
+            .arg(image)
             .output()?;
         if !import.status.success() {
             bail!(
@@ -78,20 +88,19 @@ impl Cluster {
                 String::from_utf8_lossy(&import.stderr)
             );
         }
-        let bridge = format!("katet{network}");
+        let bridge = format!("katee{network}");
         let cidr = format!("10.{}.0.0/16", 150 + u16::from(network));
         let port = (20250 + u16::from(network)).to_string();
-        let mut cluster = Cluster::launch(
-            dir,
-            &[
-                "--pod-bridge",
-                &bridge,
-                "--cluster-cidr",
-                &cidr,
-                "--kubelet-port",
-                &port,
-            ],
-        )?;
+        let mut args = vec![
+            "--pod-bridge",
+            bridge.as_str(),
+            "--cluster-cidr",
+            &cidr,
+            "--kubelet-port",
+            &port,
+        ];
+        args.extend_from_slice(extra);
+        let mut cluster = Cluster::launch(dir, &args)?;
         cluster.node_bridge = Some(bridge);
         Ok(cluster)
     }
@@ -236,21 +245,6 @@ impl Drop for Cluster {
                 .status();
         }
     }
-}
-
-/// The busybox test image, built by `scripts/build-busybox-image.sh` when missing.
-pub fn busybox_image() -> Result<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("workspace root")?;
-    let image = root.join("target/images/busybox.tar");
-    if !image.exists() {
-        let status = Command::new(root.join("scripts/build-busybox-image.sh")).status()?;
-        if !status.success() {
-            bail!("scripts/build-busybox-image.sh failed");
-        }
-    }
-    Ok(image)
 }
 
 /// How long [`eventually`] and [`eventually_blocking`] keep checking.

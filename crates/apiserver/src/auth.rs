@@ -52,14 +52,16 @@ impl Tokens {
 }
 
 /// Compares secrets without leaking where they differ through timing.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Paths anyone may read without credentials, as upstream's default `system:public-info-viewer`.
 pub fn is_public(path: &str) -> bool {
-    matches!(path, "/version" | "/version/" | "/healthz" | "/livez" | "/readyz")
-        || path.starts_with("/healthz/")
+    matches!(
+        path,
+        "/version" | "/version/" | "/healthz" | "/livez" | "/readyz" | "/cacerts" | "/kate/v1/join"
+    ) || path.starts_with("/healthz/")
         || path.starts_with("/livez/")
         || path.starts_with("/readyz/")
 }

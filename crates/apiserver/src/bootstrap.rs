@@ -40,13 +40,30 @@ pub async fn run(registry: &Registry, address: IpAddr, port: u16) -> Result<(), 
         "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
         "subsets": [{"addresses": [{"ip": address.to_string()}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
     });
-    upsert(registry, "endpoints", Some("default"), endpoints).await
+    upsert(registry, "endpoints", Some("default"), endpoints).await?;
+    // Service proxies read EndpointSlices, so the API server publishes its own as upstream does.
+    let slice = json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {
+            "kubernetes.io/service-name": "kubernetes",
+            "endpointslice.kubernetes.io/managed-by": "kube-apiserver",
+        }},
+        "addressType": if address.is_ipv4() { "IPv4" } else { "IPv6" },
+        "endpoints": [{"addresses": [address.to_string()], "conditions": {"ready": true}}],
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+    });
+    upsert(registry, "endpointslices", Some("default"), slice).await
 }
 
 fn def(registry: &Registry, plural: &str) -> Result<std::sync::Arc<crate::catalog::ResourceDef>, ApiError> {
+    let (group, version) = match plural {
+        "endpointslices" => ("discovery.k8s.io", "v1"),
+        _ => ("", "v1"),
+    };
     registry
         .catalog
-        .find("", "v1", plural)
+        .find(group, version, plural)
         .cloned()
         .ok_or_else(|| ApiError::internal(format!("{plural} are not served")))
 }

@@ -19,6 +19,14 @@ pub enum Subresource {
     Finalize,
     /// `/binding` (pods): assigns the pod to a node, as the scheduler does.
     Binding,
+    /// `/log` (pods): a container's log, from its kubelet.
+    Log,
+    /// `/exec` (pods): runs a command in a container, through its kubelet.
+    Exec,
+    /// `/attach` (pods): a running container's streams, through its kubelet.
+    Attach,
+    /// `/portforward` (pods): connections to the pod's ports, through its kubelet.
+    PortForward,
 }
 
 impl Subresource {
@@ -29,6 +37,10 @@ impl Subresource {
             Subresource::Scale => "scale",
             Subresource::Finalize => "finalize",
             Subresource::Binding => "binding",
+            Subresource::Log => "log",
+            Subresource::Exec => "exec",
+            Subresource::Attach => "attach",
+            Subresource::PortForward => "portforward",
         }
     }
 
@@ -37,6 +49,8 @@ impl Subresource {
         match self {
             Subresource::Finalize => &["update"],
             Subresource::Binding => &["create"],
+            Subresource::Log => &["get"],
+            Subresource::Exec | Subresource::Attach | Subresource::PortForward => &["create", "get"],
             _ => &["get", "patch", "update"],
         }
     }
@@ -51,6 +65,10 @@ impl Subresource {
         match self {
             Subresource::Scale => ("autoscaling", "v1", "Scale"),
             Subresource::Binding => ("", "v1", "Binding"),
+            Subresource::Log => ("", "v1", "Pod"),
+            Subresource::Exec => ("", "v1", "PodExecOptions"),
+            Subresource::Attach => ("", "v1", "PodAttachOptions"),
+            Subresource::PortForward => ("", "v1", "PodPortForwardOptions"),
             _ => (group, version, kind),
         }
     }

@@ -210,6 +210,27 @@ impl ApiError {
         ApiError::new(503, "ServiceUnavailable", message)
     }
 
+    /// An error a backend (a kubelet) answered with `code` and `message`, with the reason
+    /// upstream gives that code.
+    pub fn from_backend(code: u16, message: impl Into<String>) -> ApiError {
+        let reason = match code {
+            400 => "BadRequest",
+            401 => "Unauthorized",
+            403 => "Forbidden",
+            404 => "NotFound",
+            405 => "MethodNotAllowed",
+            409 => "Conflict",
+            410 => "Gone",
+            422 => "Invalid",
+            429 => "TooManyRequests",
+            500 => "InternalError",
+            503 => "ServiceUnavailable",
+            504 => "Timeout",
+            _ => "Unknown",
+        };
+        ApiError::new(code, reason, message)
+    }
+
     /// The `Status` object.
     pub fn status(&self) -> Value {
         let mut status = json!({

@@ -12,6 +12,7 @@ mod bootstrap;
 pub mod catalog;
 pub mod error;
 pub mod http;
+pub mod join;
 pub mod loopback;
 pub mod pki;
 mod priority;
@@ -82,6 +83,7 @@ pub struct Server {
     pub url: String,
     /// Where the admin kubeconfig was written.
     pub kubeconfig: PathBuf,
+    pki: Arc<pki::Pki>,
     listener: tokio::net::TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
     app: axum::Router,
@@ -134,15 +136,25 @@ impl Server {
         };
         bootstrap::run(&registry, advertise, port).await?;
 
+        let kubelet = http::proxy::KubeletClient::new(
+            &pki.ca_cert_pem,
+            &pki.kubelet_client_cert_pem,
+            &pki.kubelet_client_key_pem,
+        )?;
+        let pki = Arc::new(pki);
         let state = Arc::new(http::AppState {
             registry: registry.clone(),
             tokens: auth::Tokens::new(pki.admin_token.clone()),
+            kubelet: Some(kubelet),
+            join_tokens: join::JoinTokens::new(&config.data_dir.join("pki")),
+            pki: pki.clone(),
         });
         let app = http::router(state);
         Ok(Server {
             registry,
             url,
             kubeconfig,
+            pki,
             listener,
             acceptor,
             app,
@@ -158,6 +170,11 @@ impl Server {
             groups: vec![pki::MASTERS_GROUP.into(), "system:authenticated".into()],
         };
         loopback::Loopback::new(self.app.clone(), user, user_agent)
+    }
+
+    /// The cluster's certificates (the CA issues kubelet serving certificates).
+    pub fn pki(&self) -> &pki::Pki {
+        &self.pki
     }
 
     /// Serves requests until the process ends.

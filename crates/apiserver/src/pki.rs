@@ -38,6 +38,10 @@ pub struct Pki {
     pub server_key_pem: String,
     /// The admin's bearer token.
     pub admin_token: String,
+    /// The certificate the API server shows kubelets (logs, exec, port-forward), PEM.
+    pub kubelet_client_cert_pem: String,
+    /// Its key, PEM.
+    pub kubelet_client_key_pem: String,
     ca_key: KeyPair,
     dir: PathBuf,
 }
@@ -46,6 +50,8 @@ pub struct Pki {
 pub const ADMIN_USER: &str = "kubernetes-admin";
 /// The group that authorizes everything (as upstream's `system:masters`).
 pub const MASTERS_GROUP: &str = "system:masters";
+/// The name the API server authenticates as to kubelets (as upstream's kubeadm names it).
+pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
 
 impl Pki {
     /// Loads the CA from `dir` (creating it on first start) and issues a fresh serving
@@ -90,14 +96,37 @@ impl Pki {
             write_private(&token_path, &token)?;
             token
         };
-        Ok(Pki {
+        let mut pki = Pki {
             ca_cert_pem,
             server_cert_pem: server_cert.pem(),
             server_key_pem: server_key.serialize_pem(),
             admin_token,
+            kubelet_client_cert_pem: String::new(),
+            kubelet_client_key_pem: String::new(),
             ca_key,
             dir: dir.to_path_buf(),
-        })
+        };
+        let (cert, key) = pki.issue_client_cert(KUBELET_CLIENT_USER, Some(MASTERS_GROUP))?;
+        pki.kubelet_client_cert_pem = cert;
+        pki.kubelet_client_key_pem = key;
+        Ok(pki)
+    }
+
+    /// Issues the serving certificate of the kubelet of node `node_name`, reached at `node_ip`
+    /// (the API server connects to its InternalIP and checks the certificate against the CA).
+    pub fn issue_kubelet_serving_cert(&self, node_ip: IpAddr, node_name: &str) -> Result<(String, String), PkiError> {
+        let issuer = Issuer::from_ca_cert_pem(&self.ca_cert_pem, &self.ca_key)?;
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name = name(&format!("system:node:{node_name}"), Some("system:nodes"));
+        params.subject_alt_names = vec![SanType::IpAddress(node_ip)];
+        if let Ok(dns) = node_name.to_string().try_into() {
+            params.subject_alt_names.push(SanType::DnsName(dns));
+        }
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.not_after = rcgen::date_time_ymd(2125, 1, 1);
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
     }
 
     /// Issues a client certificate for `user`, optionally in `group`, signed by the cluster CA.
@@ -227,6 +256,33 @@ mod tests {
         assert_eq!(a.ca_cert_pem, b.ca_cert_pem);
         assert_eq!(a.admin_token, b.admin_token);
         assert_ne!(a.server_cert_pem, b.server_cert_pem);
+    }
+
+    #[test]
+    fn kubelet_certificates_name_the_node_and_the_api_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::load_or_create(dir.path(), &[]).unwrap();
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let (cert, _key) = pki.issue_kubelet_serving_cert(ip, "node-a").unwrap();
+        let der = rustls_pemfile::certs(&mut cert.as_bytes()).next().unwrap().unwrap();
+        let (_, parsed) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let sans = parsed
+            .subject_alternative_name()
+            .unwrap()
+            .unwrap()
+            .value
+            .general_names
+            .clone();
+        use x509_parser::extensions::GeneralName;
+        assert!(sans.contains(&GeneralName::IPAddress(&[192, 0, 2, 7])), "{sans:?}");
+        assert!(sans.contains(&GeneralName::DNSName("node-a")), "{sans:?}");
+        let der = rustls_pemfile::certs(&mut pki.kubelet_client_cert_pem.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap();
+        let user = crate::auth::user_from_certificate(&der).unwrap();
+        assert_eq!(user.name, KUBELET_CLIENT_USER);
+        assert_eq!(user.groups, [MASTERS_GROUP]);
     }
 
     #[test]

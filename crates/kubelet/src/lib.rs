@@ -7,6 +7,8 @@
 //! restartPolicy says with upstream's back-off, checked by their probes, and reported in the
 //! pod's status. Like every other component it only talks to the API server; a restarted
 //! kubelet takes over the containers that kept running and removes those of deleted pods.
+//! The one way in is its HTTPS port, which only the API server uses: it proxies `kubectl logs`,
+//! `exec`, `attach` and `port-forward` there (see `server`).
 
 mod backoff;
 pub mod env;
@@ -16,6 +18,7 @@ pub mod node;
 mod probe;
 mod pullsecrets;
 mod sandbox;
+mod server;
 pub mod spec;
 mod start;
 pub mod status;
@@ -32,6 +35,7 @@ use kate_controllers::events::Recorder;
 use kate_runtime::{ImageStore, Runtime, RuntimeOptions};
 
 use crate::node::{NodeReporter, STATUS_REPORT_PERIOD};
+pub use crate::server::{ServerError, ServingTls};
 use crate::sysinfo::HostInfo;
 
 /// Errors that stop the kubelet from starting.
@@ -49,6 +53,9 @@ pub enum Error {
     /// The container runtime could not be set up.
     #[error("container runtime: {0}")]
     Runtime(#[from] kate_runtime::Error),
+    /// The kubelet's HTTPS server could not start.
+    #[error(transparent)]
+    Server(#[from] ServerError),
 }
 
 /// How the kubelet runs.
@@ -68,6 +75,11 @@ pub struct Config {
     pub node_labels: BTreeMap<String, String>,
     /// Registries pulled from over plain HTTP.
     pub insecure_registries: Vec<String>,
+    /// The cluster DNS service's IP, the nameserver of ClusterFirst pods (none: the node's).
+    pub cluster_dns: Option<std::net::IpAddr>,
+    /// The HTTPS server's certificates; without them the server (logs, exec, attach,
+    /// port-forward) does not run.
+    pub tls: Option<ServingTls>,
 }
 
 /// What every pod worker shares.
@@ -158,6 +170,12 @@ pub async fn run(
         host,
         config,
     });
+    match shared.config.tls.clone() {
+        Some(tls) => server::start(shared.clone(), &tls).await?,
+        None => tracing::warn!(
+            "the kubelet has no serving certificate: logs, exec, attach and port-forward are unavailable"
+        ),
+    }
     manager::run(shared).await;
     Ok(())
 }

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Pod;
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use kate_runtime::{DnsConfig, PortMapping, Protocol, Sandbox, SandboxConfig};
 
 use crate::Shared;
@@ -14,8 +16,50 @@ use crate::volumes::{self, Prepared};
 /// The longest host name a pod gets, as upstream truncates it.
 const MAX_HOSTNAME: usize = 63;
 
+/// The search domains and options pods of the cluster DNS get, as upstream's kubelet.
+const CLUSTER_DOMAIN: &str = "cluster.local";
+
+/// The pod's resolver configuration from its dnsPolicy and dnsConfig: ClusterFirst (and
+/// ClusterFirstWithHostNet for host-network pods) use the cluster DNS when there is one,
+/// Default and the rest the node's resolv.conf, None only dnsConfig; dnsConfig is merged in.
+fn dns_config(spec: &PodSpec, namespace: &str, cluster_dns: Option<IpAddr>) -> DnsConfig {
+    let host_network = spec.host_network.unwrap_or(false);
+    let policy = spec.dns_policy.as_deref().unwrap_or("ClusterFirst");
+    let cluster_first = match policy {
+        "ClusterFirst" => !host_network,
+        "ClusterFirstWithHostNet" => true,
+        _ => false,
+    };
+    let mut dns = match (cluster_first, cluster_dns) {
+        (true, Some(ip)) => DnsConfig {
+            servers: vec![ip.to_string()],
+            searches: vec![
+                format!("{namespace}.svc.{CLUSTER_DOMAIN}"),
+                format!("svc.{CLUSTER_DOMAIN}"),
+                CLUSTER_DOMAIN.to_string(),
+            ],
+            options: vec!["ndots:5".to_string()],
+        },
+        _ => DnsConfig::default(),
+    };
+    if let Some(c) = spec.dns_config.as_ref() {
+        dns.servers.extend(c.nameservers.iter().flatten().cloned());
+        dns.searches.extend(c.searches.iter().flatten().cloned());
+        for o in c.options.iter().flatten() {
+            let name = o.name.clone().unwrap_or_default();
+            dns.options
+                .retain(|existing| existing.split(':').next() != Some(name.as_str()));
+            dns.options.push(match &o.value {
+                Some(v) => format!("{name}:{v}"),
+                None => name,
+            });
+        }
+    }
+    dns
+}
+
 /// What the runtime needs to create the pod's sandbox.
-pub fn config(pod: &Pod, uid: &str) -> SandboxConfig {
+pub fn config(pod: &Pod, uid: &str, cluster_dns: Option<IpAddr>) -> SandboxConfig {
     let spec = pod.spec.clone().unwrap_or_default();
     let meta = &pod.metadata;
     let name = meta.name.clone().unwrap_or_default();
@@ -34,23 +78,7 @@ pub fn config(pod: &Pod, uid: &str) -> SandboxConfig {
         .as_ref()
         .filter(|s| !s.is_empty())
         .map(|sub| format!("{hostname}.{sub}.{namespace}.svc.cluster.local"));
-    let dns = match (spec.dns_policy.as_deref(), spec.dns_config.as_ref()) {
-        (Some("None"), Some(c)) => DnsConfig {
-            servers: c.nameservers.clone().unwrap_or_default(),
-            searches: c.searches.clone().unwrap_or_default(),
-            options: c
-                .options
-                .iter()
-                .flatten()
-                .map(|o| match &o.value {
-                    Some(v) => format!("{}:{v}", o.name.clone().unwrap_or_default()),
-                    None => o.name.clone().unwrap_or_default(),
-                })
-                .collect(),
-        },
-        // Without a cluster DNS service, every other policy uses the node's resolver.
-        _ => DnsConfig::default(),
-    };
+    let dns = dns_config(&spec, &namespace, cluster_dns);
     let port_mappings = spec
         .containers
         .iter()
@@ -97,7 +125,10 @@ pub async fn create(shared: &Shared, pod: &Pod) -> Result<Sandbox, kate_runtime:
     if shared.runtime.sandbox(&uid).is_ok() {
         shared.runtime.remove_sandbox(&uid).await?;
     }
-    shared.runtime.run_sandbox(&config(pod, &uid)).await
+    shared
+        .runtime
+        .run_sandbox(&config(pod, &uid, shared.config.cluster_dns))
+        .await
 }
 
 /// Prepares the pod's volumes in its directory.
@@ -123,8 +154,52 @@ pub async fn remove_all(shared: &Shared, uid: &str, pod: Option<&Pod>) {
     if let Err(e) = runtime.remove_sandbox(uid).await {
         tracing::warn!(pod = uid, error = %e, "could not remove the pod sandbox");
     }
+    volumes::unmount_all(&shared.pod_dir(uid));
     let _ = std::fs::remove_dir_all(shared.pod_dir(uid));
     if let Some(pod) = pod {
         let _ = std::fs::remove_dir_all(shared.pod_log_dir(pod));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(v: serde_json::Value) -> PodSpec {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn cluster_first_pods_use_the_cluster_dns() {
+        let dns: Option<IpAddr> = "10.43.0.10".parse().ok();
+        let c = dns_config(&spec(json!({"containers": []})), "shop", dns);
+        assert_eq!(c.servers, ["10.43.0.10"]);
+        assert_eq!(
+            c.searches,
+            ["shop.svc.cluster.local", "svc.cluster.local", "cluster.local"]
+        );
+        assert_eq!(c.options, ["ndots:5"]);
+        let host = dns_config(&spec(json!({"containers": [], "hostNetwork": true})), "shop", dns);
+        assert!(host.servers.is_empty(), "host-network pods keep the node's resolver");
+        let none = dns_config(
+            &spec(json!({"containers": [], "dnsPolicy": "None",
+                "dnsConfig": {"nameservers": ["1.1.1.1"], "options": [{"name": "ndots", "value": "2"}]}})),
+            "shop",
+            dns,
+        );
+        assert_eq!(none.servers, ["1.1.1.1"]);
+        assert_eq!(none.options, ["ndots:2"]);
+        let merged = dns_config(
+            &spec(json!({"containers": [], "dnsConfig": {"options": [{"name": "ndots", "value": "1"}]}})),
+            "shop",
+            dns,
+        );
+        assert_eq!(merged.options, ["ndots:1"]);
+        assert!(
+            dns_config(&spec(json!({"containers": []})), "shop", None)
+                .servers
+                .is_empty()
+        );
     }
 }

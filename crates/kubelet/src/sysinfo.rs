@@ -88,8 +88,9 @@ impl HostInfo {
     }
 }
 
-/// The address of the interface that routes off the host (no packet is sent), or loopback.
-fn primary_ip() -> IpAddr {
+/// The address of the interface that routes off the host (no packet is sent), or loopback: the
+/// node's InternalIP.
+pub fn primary_ip() -> IpAddr {
     UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
         .and_then(|s| s.connect((Ipv4Addr::new(10, 255, 255, 254), 9)).map(|_| s))
         .and_then(|s| s.local_addr())

@@ -56,8 +56,11 @@ async fn prepare_one(
         check_host_path(&path, hp.type_.as_deref().unwrap_or(""))?;
         return Ok(Prepared { path, read_only: false });
     }
-    if volume.empty_dir.is_some() {
+    if let Some(empty) = &volume.empty_dir {
         std::fs::create_dir_all(dir).map_err(|e| io("creating", dir, e))?;
+        if empty.medium.as_deref() == Some("Memory") && !is_mount_point(dir) {
+            mount_tmpfs(dir, empty.size_limit.as_ref().map(|q| q.0.as_str()))?;
+        }
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).map_err(|e| io("chmod", dir, e))?;
         return Ok(files(false));
     }
@@ -129,6 +132,46 @@ async fn prepare_one(
     }
     write_files(dir, &contents)?;
     Ok(files(true))
+}
+
+/// Mounts a tmpfs (an emptyDir with medium Memory), limited to `size_limit` when given.
+fn mount_tmpfs(dir: &Path, size_limit: Option<&str>) -> Result<(), ConfigError> {
+    let mut data = "mode=0777".to_string();
+    if let Some(bytes) = size_limit
+        .and_then(|q| kate_quantity::parse_scaled(q, 1))
+        .filter(|b| *b > 0)
+    {
+        data.push_str(&format!(",size={bytes}"));
+    }
+    let data = std::ffi::CString::new(data).map_err(|e| ConfigError::Missing(e.to_string()))?;
+    let flags = rustix::mount::MountFlags::NODEV | rustix::mount::MountFlags::NOSUID;
+    rustix::mount::mount("tmpfs", dir, "tmpfs", flags, Some(data.as_c_str()))
+        .map_err(|e| io("mounting a tmpfs on", dir, e.into()))
+}
+
+/// Whether `dir` is a mount point (its device differs from its parent's).
+fn is_mount_point(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(dir), dir.parent().map(std::fs::metadata)) {
+        (Ok(d), Some(Ok(p))) => d.dev() != p.dev(),
+        _ => false,
+    }
+}
+
+/// Unmounts the memory-backed volumes under a pod's directory, before it is removed.
+pub fn unmount_all(pod_dir: &Path) {
+    for entry in std::fs::read_dir(pod_dir.join("volumes"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let path = entry.path();
+        if is_mount_point(&path)
+            && let Err(e) = rustix::mount::unmount(&path, rustix::mount::UnmountFlags::DETACH)
+        {
+            tracing::warn!(path = %path.display(), error = %e, "could not unmount a volume");
+        }
+    }
 }
 
 /// Upstream's hostPath type checks; DirectoryOrCreate and FileOrCreate create what is missing.

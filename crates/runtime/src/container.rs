@@ -524,10 +524,10 @@ impl Runtime {
 
     /// A command running `argv` in the running container (`runc exec`), with the container's
     /// environment, working directory, user and capabilities. The caller sets its stdio and
-    /// spawns it; its exit status is the process's. `tty` is not supported yet: the process
-    /// gets the command's stdio (pipes) either way.
+    /// spawns it; its exit status is the process's. With `tty` the process gets a terminal of
+    /// its own (`runc exec --tty`), which runc connects to the command's stdio: that must then be
+    /// a terminal too, the slave side of a pty the caller reads and writes.
     pub fn exec(&self, id: &str, argv: &[String], tty: bool) -> Result<tokio::process::Command> {
-        let _ = tty;
         if argv.is_empty() {
             return Err(Error::InvalidConfig("exec needs a command".to_string()));
         }
@@ -536,7 +536,11 @@ impl Runtime {
             return Err(Error::NotRunning(id.to_string()));
         }
         let mut command = record.runc.async_command();
-        command.arg("exec").arg(id).args(argv).kill_on_drop(true);
+        command.arg("exec");
+        if tty {
+            command.arg("--tty");
+        }
+        command.arg(id).args(argv).kill_on_drop(true);
         Ok(command)
     }
 

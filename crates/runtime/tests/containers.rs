@@ -5,8 +5,6 @@
 //! Every test has its own root, bridge and subnet (10.250.N.0/24, `katetN`), so they run in
 //! parallel; sandbox IDs carry the process ID, since network namespaces are pinned in /run/netns.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
@@ -16,11 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{busybox_archive, require, require_root};
 use kate_runtime::{
     CniConfig, ContainerConfig, ContainerState, ContainerStatus, Error, ImageRef, ImageStore, PortMapping, Protocol,
     Resources, Runtime, RuntimeOptions, Sandbox, SandboxConfig, Timestamp,
 };
+use kate_testkit::{busybox_archive, require, require_root};
 
 /// One test's runtime, network and directories; cleans up what a failed test leaves.
 struct Fixture {

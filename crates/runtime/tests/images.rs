@@ -1,21 +1,16 @@
 //! The image store end to end with the busybox image built from Debian's busybox-static: import
 //! (OCI and docker archives), list, unpack, remove, and pulls from a local `docker-registry`.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
-use common::{Registry, busybox_archive, busybox_version, require, require_root, run};
 use kate_runtime::{Credentials, Error, ImageRef, ImageStore, PullOptions, PullPolicy, sha256};
+use kate_testkit::{HTPASSWD, Registry, busybox_archive, busybox_version, require, require_root, run};
 use serde_json::{Value, json};
 
 const LATEST: &str = "docker.io/library/busybox:latest";
-/// bcrypt of the password `kate-secret`, for a registry requiring basic auth.
-const HTPASSWD: &str = "kate:$2b$05$zLzboHp51h.EL4bEbERlA.65NaFPZdmrAyTRy0buRn.0id3cK5vvW\n";
-
 fn image_ref(s: &str) -> ImageRef {
     ImageRef::parse(s).unwrap()
 }

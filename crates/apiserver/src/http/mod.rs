@@ -3,6 +3,7 @@
 mod body;
 mod discovery;
 mod encode;
+pub mod proxy;
 mod query;
 mod resource;
 mod target;
@@ -29,6 +30,12 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     /// Accepted bearer tokens.
     pub tokens: Tokens,
+    /// The TLS client for kubelets (pod logs, exec, attach, port-forward).
+    pub kubelet: Option<proxy::KubeletClient>,
+    /// The tokens nodes join with.
+    pub join_tokens: crate::join::JoinTokens,
+    /// The cluster CA, which issues joining nodes their certificates.
+    pub pki: Arc<crate::pki::Pki>,
 }
 
 /// The Kubernetes version kate reports (the machine's kubectl picks its binary by the minor).
@@ -52,6 +59,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/apis/{group}/{version}", get(discovery::group_version))
         .route("/openapi/v3", get(openapi_root))
         .route("/openapi/v3/{*path}", get(openapi_doc))
+        .route("/cacerts", get(cacerts))
+        .route("/kate/v1/join", axum::routing::post(join))
         .fallback(resource::handle)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
@@ -105,6 +114,33 @@ async fn version() -> Response {
 
 async fn health() -> &'static str {
     "ok"
+}
+
+/// The cluster CA certificate, public: joining agents check it against their token's hash.
+async fn cacerts(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/x-pem-file")],
+        state.pki.ca_cert_pem.clone(),
+    )
+        .into_response()
+}
+
+/// Issues a joining node its certificates in exchange for a valid join token.
+async fn join(State(state): State<Arc<AppState>>, body: axum::body::Bytes) -> Response {
+    let request: crate::join::JoinRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return ApiError::bad_request(format!("invalid join request: {e}")).into_response(),
+    };
+    if !state.join_tokens.accepts(&request.secret) {
+        return ApiError::unauthorized().into_response();
+    }
+    match crate::join::issue(&state.pki, &request) {
+        Ok(response) => {
+            tracing::info!(node = %request.node_name, "a node joined");
+            json_response(StatusCode::OK, &json!(response))
+        }
+        Err(e) => ApiError::internal(format!("issuing the node's certificates: {e}")).into_response(),
+    }
 }
 
 async fn openapi_root(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {

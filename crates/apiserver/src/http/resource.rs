@@ -11,6 +11,7 @@ use tracing::Instrument;
 
 use super::body;
 use super::encode::{self, Format, Include};
+use super::proxy;
 use super::query::Query;
 use super::target::{self, Target};
 use super::watch::{self, WatchRequest};
@@ -27,6 +28,16 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
         Ok(None) => return ApiError::no_route().into_response(),
         Err(e) => return e.into_response(),
     };
+    if let Some(kind) = proxy::Streaming::of(&target) {
+        let span = tracing::debug_span!("stream", kind = ?kind, namespace = target.namespace.as_deref().unwrap_or(""), name = target.name.as_deref().unwrap_or(""));
+        let result = proxy::handle(&state.registry, state.kubelet.as_ref(), kind, parts, target)
+            .instrument(span)
+            .await;
+        return result.unwrap_or_else(|e| {
+            tracing::debug!(code = e.code, reason = e.reason, message = %e.message, "streaming request refused");
+            e.into_response()
+        });
+    }
     let span = tracing::debug_span!("request", verb = %parts.method, resource = target.def.plural, namespace = target.namespace.as_deref().unwrap_or(""), name = target.name.as_deref().unwrap_or(""));
     let registry = state.registry.clone();
     let result = async {

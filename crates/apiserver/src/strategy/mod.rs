@@ -96,7 +96,15 @@ const ALL: &[&str] = &["all"];
 const STATUS: &[Subresource] = &[Subresource::Status];
 const STATUS_SCALE: &[Subresource] = &[Subresource::Status, Subresource::Scale];
 const STATUS_FINALIZE: &[Subresource] = &[Subresource::Status, Subresource::Finalize];
-const POD_SUBRESOURCES: &[Subresource] = &[Subresource::Status, Subresource::Binding];
+/// As upstream lists them (alphabetically).
+const POD_SUBRESOURCES: &[Subresource] = &[
+    Subresource::Attach,
+    Subresource::Binding,
+    Subresource::Exec,
+    Subresource::Log,
+    Subresource::PortForward,
+    Subresource::Status,
+];
 
 #[allow(clippy::too_many_arguments)]
 fn def(

@@ -1,6 +1,5 @@
-//! Helpers of the integration tests: the busybox image, required tools, a local registry.
-//! Each test binary uses only some of them.
-#![allow(dead_code)]
+//! Test helpers shared by kate's integration and end-to-end tests: the busybox test image,
+//! checks for required tools and root, and a local `docker-registry` to pull from.
 
 use std::fs;
 use std::net::{TcpListener, TcpStream};
@@ -31,19 +30,23 @@ pub fn require_root() {
     );
 }
 
-/// The busybox OCI archive built by scripts/build-busybox-image.sh, once per test binary.
+/// The busybox OCI archive `target/images/busybox.tar`, built by
+/// scripts/build-busybox-image.sh when missing (once per test binary).
 pub fn busybox_archive() -> &'static Path {
     static ARCHIVE: OnceLock<PathBuf> = OnceLock::new();
     ARCHIVE.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/build-busybox-image.sh");
-        // The build is deterministic, so concurrent test runs can share (and replace) one file.
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("busybox-oci.tar");
-        let status = Command::new("bash")
-            .arg(&script)
-            .arg(&out)
-            .status()
-            .expect("running the build script");
-        assert!(status.success(), "{} failed", script.display());
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let out = root.join("target/images/busybox.tar");
+        if !out.exists() {
+            // The build is deterministic and publishes with a rename, so concurrent builds agree.
+            let script = root.join("scripts/build-busybox-image.sh");
+            let status = Command::new("bash")
+                .arg(&script)
+                .arg(&out)
+                .status()
+                .expect("running the build script");
+            assert!(status.success(), "{} failed", script.display());
+        }
         out
     })
 }
@@ -69,6 +72,14 @@ pub fn run(command: &mut Command) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// An htpasswd file (bcrypt) for [`Registry::start`] accepting [`REGISTRY_USER`] with
+/// [`REGISTRY_PASSWORD`].
+pub const HTPASSWD: &str = "kate:$2b$05$zLzboHp51h.EL4bEbERlA.65NaFPZdmrAyTRy0buRn.0id3cK5vvW\n";
+/// The user [`HTPASSWD`] accepts.
+pub const REGISTRY_USER: &str = "kate";
+/// That user's password.
+pub const REGISTRY_PASSWORD: &str = "kate-secret";
 
 /// A `docker-registry` on 127.0.0.1 with a random port, killed when dropped.
 pub struct Registry {
