@@ -267,6 +267,19 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {{name: fallback}}
+spec:
+  restartPolicy: Never
+  containers: [{{name: c, image: {IMAGE}, terminationMessagePolicy: FallbackToLogsOnError, command: [sh, -c, 'echo last words; exit 1']}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: crashes}}
+spec:
+  containers: [{{name: c, image: {IMAGE}, command: [sh, -c, 'exit 2']}}]
+---
+apiVersion: v1
+kind: Pod
 metadata: {{name: hungry}}
 spec:
   restartPolicy: Never
@@ -516,5 +529,57 @@ spec:
         "a tmpfs limited to 8Mi: {}",
         p["status"]
     );
+    Ok(())
+}
+
+#[test]
+fn lifecycle_hooks_call_out_on_start_and_before_stop() -> Result<()> {
+    let c = Cluster::start_node(11)?;
+    let node_ip = c.kubectl(&["get", "nodes", "-o", "jsonpath={.items[0].status.addresses[0].address}"])?;
+    let listener = std::net::TcpListener::bind("0.0.0.0:0")?;
+    let port = listener.local_addr()?.port();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut buf = [0u8; 1024];
+            let n = stream.read(&mut buf).unwrap_or(0);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+            let line = String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string();
+            let _ = tx.send(line);
+        }
+    });
+    apply(
+        &c,
+        &format!(
+            "apiVersion: v1
+kind: Pod
+metadata: {{name: hooked}}
+spec:
+  terminationGracePeriodSeconds: 5
+  containers:
+  - name: c
+    image: {IMAGE}
+    command: [sleep, '3606']
+    lifecycle:
+      postStart: {{httpGet: {{host: '{node_ip}', port: {port}, path: /started}}}}
+      preStop: {{httpGet: {{host: '{node_ip}', port: {port}, path: /stopping}}}}
+"
+        ),
+    )?;
+    let first = rx
+        .recv_timeout(Duration::from_secs(30))
+        .context("the postStart hook called")?;
+    assert_eq!(first, "GET /started HTTP/1.1");
+    wait_pod(&c, "hooked", "the pod to run", ready)?;
+    c.kubectl(&["delete", "pod", "hooked", "--wait=false"])?;
+    let second = rx
+        .recv_timeout(Duration::from_secs(30))
+        .context("the preStop hook called")?;
+    assert_eq!(second, "GET /stopping HTTP/1.1");
     Ok(())
 }

@@ -113,14 +113,32 @@ impl Shared {
         self.pod_log_dir(pod).join(container).join(format!("{attempt}.log"))
     }
 
-    /// The message a container left in its terminationMessagePath file, if any.
-    pub fn termination_message(&self, container_id: &str, _code: Option<i32>) -> Option<String> {
+    /// The message a container left in its terminationMessagePath file; when that is empty and
+    /// `from_logs` (FallbackToLogsOnError on a failure), the end of its log, as upstream: at
+    /// most 80 lines and 2 KiB.
+    pub fn termination_message(&self, container_id: &str, from_logs: bool) -> Option<String> {
         let log = self.runtime.log_path(container_id).ok()?;
-        let text = std::fs::read(log.with_extension("termination-log")).ok()?;
+        let text = std::fs::read(log.with_extension("termination-log")).unwrap_or_default();
         let text = String::from_utf8_lossy(&text[..text.len().min(4096)])
             .trim_end()
             .to_string();
-        (!text.is_empty()).then_some(text)
+        if !text.is_empty() {
+            return Some(text);
+        }
+        if !from_logs {
+            return None;
+        }
+        let log = std::fs::read_to_string(&log).ok()?;
+        let lines: Vec<&str> = log.lines().filter_map(|l| l.splitn(4, ' ').nth(3)).collect();
+        let mut tail = lines[lines.len().saturating_sub(80)..].join("\n");
+        if tail.len() > 2048 {
+            let cut = tail.len() - 2048;
+            let cut = (cut..tail.len())
+                .find(|i| tail.is_char_boundary(*i))
+                .unwrap_or(tail.len());
+            tail = tail[cut..].to_string();
+        }
+        (!tail.is_empty()).then_some(tail)
     }
 }
 

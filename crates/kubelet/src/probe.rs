@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Container, Probe};
+use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kate_runtime::Runtime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -152,6 +152,29 @@ pub async fn run(
         Ok(result) => result,
         Err(_) => Err(format!("timeout: no answer within {}s", timeout.as_secs())),
     }
+}
+
+/// Runs a postStart or preStop hook (exec, httpGet, tcpSocket or sleep) within `limit`.
+pub async fn hook(
+    handler: &LifecycleHandler,
+    runtime: &Runtime,
+    container_id: &str,
+    container: &Container,
+    pod_ip: Option<IpAddr>,
+    limit: Duration,
+) -> Result<(), String> {
+    if let Some(sleep) = &handler.sleep {
+        tokio::time::sleep(Duration::from_secs(sleep.seconds.max(0) as u64).min(limit)).await;
+        return Ok(());
+    }
+    let as_probe = Probe {
+        exec: handler.exec.clone(),
+        http_get: handler.http_get.clone(),
+        tcp_socket: handler.tcp_socket.clone(),
+        timeout_seconds: Some(limit.as_secs().clamp(1, i32::MAX as u64) as i32),
+        ..Default::default()
+    };
+    run(&as_probe, runtime, container_id, container, pod_ip).await
 }
 
 /// Runs a command in the container; success is exit code 0.

@@ -14,6 +14,9 @@ use crate::spec::{self, Inputs};
 use crate::status;
 use crate::worker::{Instance, Worker};
 
+/// How long a postStart hook may take before the container counts as failed to start.
+const POST_START_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Worker {
     /// Starts the container (a restart when `restart`); on failure leaves a waiting reason in
     /// its status. Returns when it should be looked at again, if sooner than the next pass.
@@ -161,13 +164,10 @@ impl Worker {
         if let Ok(s) = runtime.container_status(&id) {
             slot.observed.current = Some((id.clone(), image.id.to_string(), s));
         }
-        let hook = c
-            .lifecycle
-            .as_ref()
-            .and_then(|l| l.post_start.as_ref())
-            .and_then(|h| h.exec.as_ref());
-        if let Some(argv) = hook.and_then(|e| e.command.clone())
-            && let Err(message) = probe::exec_command(&runtime, &id, &argv).await
+        let hook = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref());
+        let pod_ip = sandbox.ip.or(Some(self.shared.host.ip));
+        if let Some(handler) = hook
+            && let Err(message) = probe::hook(handler, &runtime, &id, c, pod_ip, POST_START_LIMIT).await
         {
             let text = format!("PostStartHook failed: {message}");
             self.event(pod, EventKind::Warning, "FailedPostStartHook", &text).await;

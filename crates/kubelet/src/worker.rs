@@ -176,7 +176,7 @@ impl Worker {
             self.report(pod, false, false).await;
             return now + RETRY;
         }
-        self.refresh();
+        self.refresh(pod);
         let spec = pod.spec.clone().unwrap_or_default();
         let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
         let mut init_done = !self.init_failed;
@@ -233,9 +233,9 @@ impl Worker {
     }
 
     /// Reads every current container's status from the runtime, noting exits once.
-    fn refresh(&mut self) {
+    fn refresh(&mut self, pod: &Pod) {
         let now = Instant::now();
-        for slot in self.slots.values_mut() {
+        for (name, slot) in self.slots.iter_mut() {
             let Some(inst) = slot.current.as_mut() else { continue };
             let Ok(s) = self.shared.runtime.container_status(&inst.id) else {
                 continue;
@@ -247,7 +247,14 @@ impl Worker {
                     _ => Duration::ZERO,
                 };
                 slot.restart_backoff.failed(now, ran);
-                slot.observed.message = self.shared.termination_message(&inst.id, s.exit_code);
+                let fallback = pod
+                    .spec
+                    .iter()
+                    .flat_map(|spec| spec.containers.iter().chain(spec.init_containers.iter().flatten()))
+                    .find(|c| &c.name == name)
+                    .is_some_and(|c| c.termination_message_policy.as_deref() == Some("FallbackToLogsOnError"));
+                let from_logs = fallback && s.exit_code != Some(0);
+                slot.observed.message = self.shared.termination_message(&inst.id, from_logs);
             }
             slot.observed.current = Some((inst.id.clone(), inst.image_id.clone(), s));
         }
@@ -490,21 +497,31 @@ impl Worker {
                 }
             }
         }
-        let stops = self.slots.values().filter_map(|s| s.current.as_ref()).map(|inst| {
-            let runtime = self.shared.runtime.clone();
-            let hook = pod.and_then(|p| pre_stop(p, &self.slots, &inst.id));
-            let id = inst.id.clone();
-            async move {
-                let started = Instant::now();
-                if let Some(argv) = hook {
-                    let _ = tokio::time::timeout(grace, probe::exec_command(&runtime, &id, &argv)).await;
+        let pod_ip = self.sandbox.as_ref().and_then(|s| s.ip).or(Some(self.shared.host.ip));
+        let stops = self
+            .slots
+            .iter()
+            .filter_map(|(name, s)| Some((name, s.current.as_ref()?)))
+            .map(|(name, inst)| {
+                let runtime = self.shared.runtime.clone();
+                let container = pod
+                    .and_then(|p| p.spec.as_ref()?.containers.iter().find(|c| &c.name == name))
+                    .cloned();
+                let id = inst.id.clone();
+                async move {
+                    let started = Instant::now();
+                    let hook = container.as_ref().and_then(|c| c.lifecycle.as_ref()?.pre_stop.clone());
+                    if let (Some(handler), Some(c)) = (hook, &container)
+                        && let Err(message) = probe::hook(&handler, &runtime, &id, c, pod_ip, grace).await
+                    {
+                        tracing::debug!(container = %id, %message, "the preStop hook failed");
+                    }
+                    let left = grace.saturating_sub(started.elapsed());
+                    if let Err(e) = runtime.stop_container(&id, left).await {
+                        tracing::debug!(container = %id, error = %e, "could not stop a container");
+                    }
                 }
-                let left = grace.saturating_sub(started.elapsed());
-                if let Err(e) = runtime.stop_container(&id, left).await {
-                    tracing::debug!(container = %id, error = %e, "could not stop a container");
-                }
-            }
-        });
+            });
         futures::future::join_all(stops).await;
         sandbox::remove_all(&self.shared, &self.uid, pod).await;
         let Some(pod) = pod else { return };
@@ -543,14 +560,4 @@ fn is_running(o: &Observed) -> bool {
     o.current
         .as_ref()
         .is_some_and(|(_, _, s)| s.state == ContainerState::Running)
-}
-
-/// The preStop exec hook of the container an instance belongs to.
-fn pre_stop(pod: &Pod, slots: &HashMap<String, Slot>, id: &str) -> Option<Vec<String>> {
-    let name = slots
-        .iter()
-        .find(|(_, s)| s.current.as_ref().is_some_and(|i| i.id == id))?
-        .0;
-    let c = pod.spec.as_ref()?.containers.iter().find(|c| &c.name == name)?;
-    c.lifecycle.as_ref()?.pre_stop.as_ref()?.exec.as_ref()?.command.clone()
 }

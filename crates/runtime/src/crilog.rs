@@ -8,9 +8,14 @@
 //! `F` marks the end of a line (the newline itself is not written), `P` a part of a line that
 //! continues in the next entry of that stream. Output that ends without a newline is written as
 //! `F` at the end.
+//!
+//! Logs rotate as upstream's kubelet rotates them (`containerLogMaxSize` 10 MiB,
+//! `containerLogMaxFiles` 5): a full `N.log` is renamed `N.log.<UTC time>`, the oldest rotated
+//! files beyond the limit are removed, and writing goes on in a fresh `N.log`.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use jiff::Timestamp;
@@ -70,6 +75,76 @@ impl LineSplitter {
     }
 }
 
+/// The size at which a log file is rotated.
+pub(crate) const MAX_LOG_SIZE: u64 = 10 * 1024 * 1024;
+/// How many files a container's log keeps, the current one included.
+pub(crate) const MAX_LOG_FILES: usize = 5;
+
+/// A container's log file that rotates itself when it grows past its size limit.
+#[derive(Debug)]
+pub(crate) struct RotatingLog {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    max_size: u64,
+    max_files: usize,
+}
+
+impl RotatingLog {
+    /// Opens (appending to) the log at `path` with upstream's limits.
+    pub fn open(path: &Path) -> io::Result<RotatingLog> {
+        RotatingLog::with_limits(path, MAX_LOG_SIZE, MAX_LOG_FILES)
+    }
+
+    fn with_limits(path: &Path, max_size: u64, max_files: usize) -> io::Result<RotatingLog> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let size = file.metadata()?.len();
+        Ok(RotatingLog {
+            path: path.to_path_buf(),
+            file,
+            size,
+            max_size,
+            max_files: max_files.max(1),
+        })
+    }
+
+    /// Appends whole entries, rotating first when they would not fit.
+    pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        if self.size > 0 && self.size + data.len() as u64 > self.max_size {
+            self.rotate()?;
+        }
+        self.file.write_all(data)?;
+        self.size += data.len() as u64;
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        let stamp = Timestamp::now().strftime("%Y%m%d-%H%M%S%.6f").to_string();
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        std::fs::rename(&self.path, self.path.with_file_name(format!("{name}.{stamp}")))?;
+        let mut rotated: Vec<PathBuf> = std::fs::read_dir(self.path.parent().unwrap_or(Path::new(".")))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&format!("{name}.")))
+            })
+            .collect();
+        rotated.sort();
+        let excess = rotated.len().saturating_sub(self.max_files - 1);
+        for old in rotated.iter().take(excess) {
+            let _ = std::fs::remove_file(old);
+        }
+        self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
 /// Appends one formatted entry to `out`.
 pub(crate) fn format_entry(out: &mut Vec<u8>, time: &str, stream: Stream, partial: bool, content: &[u8]) {
     out.extend_from_slice(time.as_bytes());
@@ -83,7 +158,7 @@ pub(crate) fn format_entry(out: &mut Vec<u8>, time: &str, stream: Stream, partia
 /// Copies `reader` (a pipe from the container) into the log until it ends, one write per read
 /// so entries of the two streams do not interleave. Write errors lose output but do not stop
 /// the reading, so the container never blocks on a full pipe.
-pub(crate) fn copy(mut reader: impl Read, stream: Stream, log: &Mutex<File>) {
+pub(crate) fn copy(mut reader: impl Read, stream: Stream, log: &Mutex<RotatingLog>) {
     let mut splitter = LineSplitter::default();
     let mut buf = vec![0u8; 32 * 1024];
     loop {
@@ -106,7 +181,7 @@ pub(crate) fn copy(mut reader: impl Read, stream: Stream, log: &Mutex<File>) {
                 format_entry(&mut out, &time, stream, *partial, content);
             }
             if let Ok(mut file) = log.lock() {
-                let _ = file.write_all(&out);
+                let _ = file.write(&out);
             }
         }
         if done {
@@ -172,10 +247,30 @@ mod tests {
     }
 
     #[test]
+    fn logs_rotate_and_keep_a_bounded_number_of_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        let mut log = RotatingLog::with_limits(&path, 100, 3).unwrap();
+        for i in 0..20 {
+            log.write(format!("entry {i:02} {}\n", "x".repeat(30)).as_bytes())
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 3, "the current file and two rotated ones: {names:?}");
+        let current = std::fs::read_to_string(&path).unwrap();
+        assert!(current.len() <= 100);
+        assert!(current.ends_with(&format!("entry 19 {}\n", "x".repeat(30))));
+    }
+
+    #[test]
     fn copy_writes_both_streams_to_one_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
-        let log = Mutex::new(File::create(&path).unwrap());
+        let log = Mutex::new(RotatingLog::open(&path).unwrap());
         copy(&b"hello\nworld"[..], Stream::Stdout, &log);
         copy(&b"oops\n"[..], Stream::Stderr, &log);
         let text = std::fs::read_to_string(&path).unwrap();

@@ -176,11 +176,7 @@ impl Supervisor {
         }
 
         let log_path = &record.container.log_path;
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log_path)
-            .ctx("opening", log_path)?;
+        let log = crilog::RotatingLog::open(log_path).ctx("opening", log_path)?;
         let log = Arc::new(Mutex::new(log));
         let (done, drained) = mpsc::channel();
         for (fd, stream) in [(out_read, Stream::Stdout), (err_read, Stream::Stderr)] {
