@@ -653,3 +653,49 @@ async fn resizing_mid_rollout_and_history_limit() -> anyhow::Result<()> {
     assert_eq!(rs.iter().map(revision).collect::<Vec<_>>(), [2, 3]);
     Ok(())
 }
+
+#[test]
+fn failed_pod_creates_set_replica_failure_until_they_succeed() -> anyhow::Result<()> {
+    let c = Cluster::start()?;
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        Some(
+            "apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: doomed}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: doomed}}
+  template:
+    metadata: {labels: {app: doomed}}
+    spec:
+      priorityClassName: late-class
+      containers: [{name: c, image: busybox:1.35.0}]
+",
+        ),
+    )?;
+    let condition = |c: &Cluster| {
+        c.kubectl(&[
+            "get",
+            "rs",
+            "doomed",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"ReplicaFailure\")].reason}",
+        ])
+    };
+    kate_e2e::eventually_blocking("ReplicaFailure", || Ok(condition(&c)? == "FailedCreate"))?;
+    let events = c.kubectl(&["get", "events", "--field-selector", "involvedObject.name=doomed"])?;
+    assert!(
+        events.contains("FailedCreate") && events.contains("no PriorityClass with name late-class was found"),
+        "{events}"
+    );
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        Some("apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: late-class}\nvalue: 10\n"),
+    )?;
+    kate_e2e::eventually_blocking("the pods and no ReplicaFailure", || {
+        let replicas = c.kubectl(&["get", "rs", "doomed", "-o", "jsonpath={.status.replicas}"])?;
+        Ok(replicas == "2" && condition(&c)?.is_empty())
+    })?;
+    Ok(())
+}
