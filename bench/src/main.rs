@@ -15,7 +15,10 @@
 //!    (the Deployment and ReplicaSet controllers at work), and pods created per second;
 //! 8. pod startup on a real node (needs root): busybox pods created at a steady pace, timed from
 //!    create to Running as seen by a watch, with the server's and the container shims' memory;
-//! 9. the scheduler, each workload in a fresh server with simulated nodes (as upstream's
+//! 9. Services on a real node (needs root): from an EndpointSlice write to its ClusterIP
+//!    answering with many Services, HTTP requests/s through a ClusterIP against the pod's own
+//!    IP, and cluster DNS queries/s and latency;
+//! 10. the scheduler, each workload in a fresh server with simulated nodes (as upstream's
 //!    scheduler_perf SchedulingBasic, TopologySpreading and SchedulingPodAntiAffinity): pods
 //!    placed per second from creation to a persisted binding.
 //!
@@ -28,6 +31,7 @@ mod pods;
 mod report;
 mod scheduling;
 mod server;
+mod services;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -95,6 +99,18 @@ struct Args {
     /// The image archive the pod startup test imports (scripts/build-busybox-image.sh).
     #[arg(long, default_value = "target/images/busybox.tar")]
     image: PathBuf,
+    /// Services in the cluster in the services test (0 skips it; it needs root).
+    #[arg(long, default_value_t = 1000)]
+    services: usize,
+    /// Concurrent HTTP connections comparing a ClusterIP with the pod's IP.
+    #[arg(long, default_value_t = 8)]
+    service_clients: usize,
+    /// Seconds of each of those two runs.
+    #[arg(long, default_value_t = 5)]
+    service_seconds: u64,
+    /// Cluster DNS queries timed.
+    #[arg(long, default_value_t = 2000)]
+    dns_queries: usize,
     /// Simulated nodes in the scheduler tests.
     #[arg(long, default_value_t = 5_000)]
     sched_nodes: usize,
@@ -228,6 +244,19 @@ async fn run(args: &Args) -> Result<Report> {
         None
     };
 
+    let services = if args.services > 0 {
+        progress(&format!("services on a real node ({} Services)", args.services));
+        let sizes = services::Sizes {
+            services: args.services,
+            clients: args.service_clients,
+            seconds: args.service_seconds,
+            dns_queries: args.dns_queries,
+        };
+        Some(services::measure(&args.kate, &args.data_root, &args.image, sizes).await?)
+    } else {
+        None
+    };
+
     let mut scheduling = Vec::new();
     for (test, workload, kubelet) in [
         ("basic", scheduling::Workload::Basic, false),
@@ -274,6 +303,7 @@ async fn run(args: &Args) -> Result<Report> {
         loaded,
         rollout,
         pod_startup,
+        services,
         scheduling,
     })
 }

@@ -160,6 +160,29 @@ pub struct PodStartup {
     pub shims_anon_kib: u64,
 }
 
+/// Services on a real node: proxy rule updates, ClusterIP throughput, cluster DNS.
+#[derive(Debug, Serialize)]
+pub struct Services {
+    /// Services in the cluster when the endpoint change is timed.
+    pub services: usize,
+    /// How fast the filler Services were created.
+    pub services_created_per_second: f64,
+    /// From writing an EndpointSlice to its ClusterIP answering, in milliseconds.
+    pub endpoint_to_rule_ms: f64,
+    /// HTTP requests per second to the pod's own IP.
+    pub direct_rps: f64,
+    /// The same through its ClusterIP.
+    pub cluster_ip_rps: f64,
+    /// `cluster_ip_rps / direct_rps`.
+    pub ratio: f64,
+    /// DNS queries sent.
+    pub dns_queries: usize,
+    /// Queries per second, one at a time.
+    pub dns_per_second: f64,
+    /// Query latency.
+    pub dns_latency: Latency,
+}
+
 /// One scheduler test: pods/s from creation to a persisted binding.
 #[derive(Debug, Serialize)]
 pub struct Scheduling {
@@ -222,6 +245,8 @@ pub struct Report {
     pub rollout: Rollout,
     /// Pod startup on a real node, when it was measured.
     pub pod_startup: Option<PodStartup>,
+    /// Services, proxy and DNS on a real node, when they were measured.
+    pub services: Option<Services>,
 }
 
 impl Report {
@@ -315,6 +340,20 @@ impl Report {
                     fmt_kib(p.shims_pss_kib),
                     fmt_kib(p.shims_anon_kib)
                 ),
+            ));
+        }
+        if let Some(v) = &self.services {
+            rows.push((
+                format!("Endpoint change → ClusterIP answers ({} Services)", v.services),
+                fmt_ms(v.endpoint_to_rule_ms),
+            ));
+            rows.push((
+                "HTTP req/s: ClusterIP / pod IP".into(),
+                format!("{:.0} / {:.0}   (ratio {:.2})", v.cluster_ip_rps, v.direct_rps, v.ratio),
+            ));
+            rows.push((
+                format!("Cluster DNS ({} queries, one at a time)", v.dns_queries),
+                format!("{:.0}/s   (p50 / p99 {})", v.dns_per_second, v.dns_latency.cell()),
             ));
         }
         for x in &self.scheduling {
