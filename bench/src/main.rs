@@ -19,8 +19,8 @@
 //!    answering with many Services, HTTP requests/s through a ClusterIP against the pod's own
 //!    IP, and cluster DNS queries/s and latency;
 //! 10. the scheduler, each workload in a fresh server with simulated nodes (as upstream's
-//!    scheduler_perf SchedulingBasic, TopologySpreading and SchedulingPodAntiAffinity): pods
-//!    placed per second from creation to a persisted binding.
+//!     scheduler_perf SchedulingBasic, TopologySpreading and SchedulingPodAntiAffinity): pods
+//!     placed per second from creation to a persisted binding.
 //!
 //! Results are printed as a table and optionally written as JSON (`--out`). Every server is
 //! killed when the run ends, fails or is interrupted.
