@@ -1,6 +1,7 @@
 //! `kate`: a Kubernetes-compatible container orchestrator in one binary.
 
 mod agent;
+mod cloud;
 mod image;
 mod join;
 mod node;

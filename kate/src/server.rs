@@ -40,6 +40,10 @@ pub struct ServerArgs {
     /// Run only the control plane, without this machine's node (kubelet).
     #[arg(long)]
     disable_agent: bool,
+    /// The cloud provider of the cloud-controller-manager (`local`: LoadBalancer Services get
+    /// the Ready nodes' addresses); `none` runs no cloud controllers.
+    #[arg(long, default_value = crate::cloud::DEFAULT_PROVIDER, value_parser = crate::cloud::PROVIDERS)]
+    cloud_provider: String,
     #[command(flatten)]
     agent: crate::agent::AgentArgs,
 }
@@ -116,6 +120,11 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
                 tracing::error!(error = %e, "controllers stopped");
             }
         });
+        crate::cloud::start(
+            local_client(&server, "system:cloud-controller-manager", "cloud-controller-manager"),
+            &args.cloud_provider,
+            identity(&data_dir),
+        );
         tokio::select! {
             _ = server.serve() => {}
             _ = tokio::signal::ctrl_c() => eprintln!("kate: interrupted, stopping"),
