@@ -114,10 +114,7 @@ impl Worker {
         // A leftover of an attempt that failed half-way would block the ID.
         let _ = runtime.remove_container(&id).await;
         if let Err(e) = runtime.create_container(&sandbox, &config).await {
-            self.wait(c, "CreateContainerError", &e.to_string());
-            self.event(pod, EventKind::Warning, "Failed", &format!("Error: {e}"))
-                .await;
-            return Some(Instant::now() + std::time::Duration::from_secs(2));
+            return self.runtime_failure(pod, c, "CreateContainerError", e).await;
         }
         self.event(
             pod,
@@ -127,10 +124,7 @@ impl Worker {
         )
         .await;
         if let Err(e) = runtime.start_container(&id).await {
-            self.wait(c, "RunContainerError", &e.to_string());
-            self.event(pod, EventKind::Warning, "Failed", &format!("Error: {e}"))
-                .await;
-            return Some(Instant::now() + std::time::Duration::from_secs(2));
+            return self.runtime_failure(pod, c, "RunContainerError", e).await;
         }
         self.event(
             pod,
@@ -258,6 +252,21 @@ impl Worker {
                 Err(slot.pull_backoff.until())
             }
         }
+    }
+
+    /// The runtime refused to create or start the container: it waits with `reason`, and is
+    /// tried again shortly.
+    async fn runtime_failure(
+        &mut self,
+        pod: &Pod,
+        c: &Container,
+        reason: &str,
+        error: kate_runtime::Error,
+    ) -> Option<Instant> {
+        self.wait(c, reason, &error.to_string());
+        self.event(pod, EventKind::Warning, "Failed", &format!("Error: {error}"))
+            .await;
+        Some(Instant::now() + std::time::Duration::from_secs(2))
     }
 
     fn wait(&mut self, c: &Container, reason: &str, message: &str) {

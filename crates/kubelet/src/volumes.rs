@@ -97,26 +97,14 @@ async fn prepare_one(
         let mode = p.default_mode.unwrap_or(0o644) as u32;
         for source in p.sources.iter().flatten() {
             if let Some(cm) = &source.config_map {
+                let what = format!("configmap {:?}", cm.name);
                 let data = sources.config_map(&cm.name).await?;
-                add_keys(
-                    &mut contents,
-                    data,
-                    cm.items.as_deref(),
-                    mode,
-                    cm.optional,
-                    &format!("configmap {:?}", cm.name),
-                )?;
+                add_keys(&mut contents, data, cm.items.as_deref(), mode, cm.optional, &what)?;
             }
             if let Some(s) = &source.secret {
+                let what = format!("secret {:?}", s.name);
                 let data = sources.secret(&s.name).await?;
-                add_keys(
-                    &mut contents,
-                    data,
-                    s.items.as_deref(),
-                    mode,
-                    s.optional,
-                    &format!("secret {:?}", s.name),
-                )?;
+                add_keys(&mut contents, data, s.items.as_deref(), mode, s.optional, &what)?;
             }
             if let Some(d) = &source.downward_api {
                 for item in d.items.iter().flatten() {
