@@ -53,7 +53,11 @@ async fn run(server: &Server, sizes: &Sizes) -> Result<Services> {
     let connector = Connector::new(&creds, server.port)?;
     let mut conn = connector.connect().await?;
     measure::create_namespace(&mut conn, NS).await?;
-    let pod_ip = start_httpd(&mut conn).await?;
+    // Two identical pods, one reached directly and one through the Service: each connection
+    // leaves a TIME_WAIT socket in the pod, and a pod full of them from one run would slow the
+    // next run's connections.
+    let direct_ip = start_httpd(&mut conn, "direct").await?;
+    let pod_ip = start_httpd(&mut conn, "behind").await?;
 
     // Many Services (without endpoints), then one whose EndpointSlice is written by hand.
     let created = Instant::now();
@@ -82,7 +86,7 @@ async fn run(server: &Server, sizes: &Sizes) -> Result<Services> {
     let endpoint_to_rule_ms = changed.elapsed().as_secs_f64() * 1e3;
 
     let duration = Duration::from_secs(sizes.seconds);
-    let direct = throughput((pod_ip, 80).into(), sizes.clients, duration).await?;
+    let direct = throughput((direct_ip, 80).into(), sizes.clients, duration).await?;
     let through = throughput(target, sizes.clients, duration).await?;
     let mut dns = dns_latency(sizes.dns_queries).await?;
     let dns_seconds = dns.iter().sum::<Duration>().as_secs_f64();
@@ -147,16 +151,18 @@ async fn cluster_ip(conn: &mut Conn, name: &str) -> Result<Ipv4Addr> {
 }
 
 /// Starts a busybox httpd pod and returns its IP once it runs.
-async fn start_httpd(conn: &mut Conn) -> Result<Ipv4Addr> {
-    let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","labels":{"app":"web"}},"spec":{"terminationGracePeriodSeconds":0,"containers":[{"name":"web","image":"busybox:1.35.0","command":["sh","-c","mkdir -p /www && echo hello > /www/index.html && exec httpd -f -p 80 -h /www"]}]}}"#;
-    create(conn, "pods", pod).await?;
+async fn start_httpd(conn: &mut Conn, name: &str) -> Result<Ipv4Addr> {
+    let pod = format!(
+        r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}"}},"spec":{{"terminationGracePeriodSeconds":0,"containers":[{{"name":"web","image":"busybox:1.35.0","command":["sh","-c","mkdir -p /www && echo hello > /www/index.html && exec httpd -f -p 80 -h /www"]}}]}}}}"#
+    );
+    create(conn, "pods", &pod).await?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         let body = conn
             .expect(
                 StatusCode::OK,
                 Method::GET,
-                &format!("/api/v1/namespaces/{NS}/pods/web"),
+                &format!("/api/v1/namespaces/{NS}/pods/{name}"),
                 None,
                 None,
             )
