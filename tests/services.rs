@@ -81,8 +81,8 @@ fn tables_of(network: u8) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Removes the proxy tables of a test network when created and when dropped (`kate reset` does
-/// not remove them yet), so runs do not see each other's rules.
+/// Removes the proxy tables of a test network when created and when dropped, so runs do not see
+/// each other's rules even after a test that failed before its cluster's `kate reset`.
 struct Tables(u8);
 
 impl Tables {
@@ -424,5 +424,17 @@ spec:
         !run_client(&c, "unknown", "nslookup nope.default.svc.cluster.local", true)?,
         "an unknown service does not resolve"
     );
+    Ok(())
+}
+
+#[test]
+fn a_clean_stop_removes_the_proxy_table() -> Result<()> {
+    let tables = Tables::clean(32);
+    let mut c = Cluster::start_node(32)?;
+    eventually_blocking("the proxy's table", || Ok(!tables_of(32)?.is_empty()))?;
+    let status = c.terminate()?;
+    assert!(status.success(), "kate exits cleanly on SIGTERM: {status}");
+    assert!(tables_of(32)?.is_empty(), "the table is gone: {:?}", tables_of(32)?);
+    drop(tables);
     Ok(())
 }

@@ -67,6 +67,22 @@ pub fn default_data_dir() -> PathBuf {
     }
 }
 
+/// Waits for SIGINT or SIGTERM, the signals of a clean stop.
+pub async fn stop_requested() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 /// Logs to stderr at the level `KATE_LOG` asks for (default: warnings).
 pub fn init_logging() {
     tracing_subscriber::fmt()

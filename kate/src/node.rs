@@ -90,8 +90,9 @@ pub fn agent(args: JoinArgs) -> anyhow::Result<()> {
         crate::agent::start_kubelet(client.clone(), &args.agent, &data_dir, Some(tls), false)?;
         crate::proxy::start(client, &args.agent, &args.cluster_cidr, false);
         eprintln!("kate: node {} started", request.node_name);
-        tokio::signal::ctrl_c().await.context("waiting for a signal")?;
-        eprintln!("kate: interrupted, stopping");
+        crate::stop_requested().await;
+        eprintln!("kate: stopping");
+        crate::proxy::stop(&args.agent);
         Ok(())
     })
 }

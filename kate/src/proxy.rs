@@ -51,6 +51,17 @@ pub fn start(client: kube::Client, agent: &crate::agent::AgentArgs, cluster_cidr
     });
 }
 
+/// Removes the proxy's nftables table on a clean stop (the node's containers keep running, as
+/// they do across restarts; Service addresses stop working until kate is back).
+pub fn stop(agent: &crate::agent::AgentArgs) {
+    if !crate::is_root() {
+        return;
+    }
+    if let Err(e) = kate_proxy::cleanup(&kate_proxy::table_name(agent.pod_bridge())) {
+        eprintln!("kate: could not remove the service proxy's nftables table: {e}");
+    }
+}
+
 /// Serves cluster DNS on the node's address and publishes it as `kube-system/kube-dns`.
 async fn cluster_dns(client: kube::Client, node_ip: IpAddr, node_name: String, cluster_cidr: String) {
     let server = match kate_proxy::dns::DnsServer::bind(node_ip, 53).await {

@@ -127,7 +127,10 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         );
         tokio::select! {
             _ = server.serve() => {}
-            _ = tokio::signal::ctrl_c() => eprintln!("kate: interrupted, stopping"),
+            _ = crate::stop_requested() => eprintln!("kate: stopping"),
+        }
+        if !args.disable_agent {
+            crate::proxy::stop(&args.agent);
         }
         Ok(())
     })

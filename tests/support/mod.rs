@@ -168,6 +168,16 @@ impl Cluster {
         std::mem::replace(&mut self.dir, dir)
     }
 
+    /// Asks the server to stop cleanly (SIGTERM) and waits for it to exit.
+    pub fn terminate(&mut self) -> Result<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status()?;
+        if !sent.success() {
+            bail!("kill -TERM {pid} failed");
+        }
+        Ok(self.child.wait()?)
+    }
+
     /// A `kubectl` command using this cluster's kubeconfig and a private discovery cache.
     pub fn kubectl_cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("kubectl");
