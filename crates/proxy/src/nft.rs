@@ -374,7 +374,15 @@ fn service_chains(
     maps.service_ips
         .push(format!("{} . {proto} . {} : goto svc-{id}", sp.cluster_ip, sp.port));
     let mut svc = Chain::new(format!("svc-{id}"));
-    svc.rule(format!("ip saddr != {} jump mark-for-masquerade", params.cluster_cidr));
+    // Traffic from this host keeps its source: the pod answers through its gateway, this host,
+    // where the DNAT is undone; masquerading every host connection made NAT search for free
+    // ports among conntrack's closed connections and cost 40% of the throughput. Loopback
+    // sources cannot leave the host, so they are masqueraded.
+    svc.rule(format!(
+        "ip saddr != {} fib saddr type != local jump mark-for-masquerade",
+        params.cluster_cidr
+    ));
+    svc.rule("ip saddr 127.0.0.0/8 jump mark-for-masquerade");
     svc.rule(format!("goto {}", if sp.internal_local { &local } else { &cluster }));
     chains.push(svc);
 
