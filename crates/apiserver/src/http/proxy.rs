@@ -371,8 +371,14 @@ fn has_container(pod: &Value, container: &str) -> bool {
         .any(|list| names(pod, list).iter().any(|n| n == container))
 }
 
-/// The container whose log is read, checked as upstream's `ValidateContainer` does.
-fn log_container(pod: &Value, name: &str, requested: &str) -> Result<String, ApiError> {
+/// The requested container, or the pod's only one; `ambiguous` words the error for a pod with
+/// several containers when none was named.
+fn pick_container(
+    pod: &Value,
+    name: &str,
+    requested: &str,
+    ambiguous: impl FnOnce(&[String]) -> String,
+) -> Result<String, ApiError> {
     if !requested.is_empty() {
         if !has_container(pod, requested) {
             return Err(ApiError::bad_request(format!(
@@ -387,47 +393,39 @@ fn log_container(pod: &Value, name: &str, requested: &str) -> Result<String, Api
         [] => Err(ApiError::bad_request(format!(
             "a container name must be specified for pod {name}"
         ))),
-        _ => {
-            let all: Vec<String> = ["initContainers", "containers", "ephemeralContainers"]
-                .iter()
-                .flat_map(|list| names(pod, list))
-                .collect();
-            Err(ApiError::bad_request(format!(
-                "a container name must be specified for pod {name}, choose one of: [{}]",
-                all.join(" ")
-            )))
-        }
+        _ => Err(ApiError::bad_request(ambiguous(&containers))),
     }
 }
 
-/// The container an exec or attach goes to, checked as upstream's `streamLocation` does.
+/// The container whose log is read, checked as upstream's `ValidateContainer` does: the
+/// choices listed are all the pod's containers.
+fn log_container(pod: &Value, name: &str, requested: &str) -> Result<String, ApiError> {
+    pick_container(pod, name, requested, |_| {
+        let all: Vec<String> = ["initContainers", "containers", "ephemeralContainers"]
+            .iter()
+            .flat_map(|list| names(pod, list))
+            .collect();
+        format!(
+            "a container name must be specified for pod {name}, choose one of: [{}]",
+            all.join(" ")
+        )
+    })
+}
+
+/// The container an exec or attach goes to, checked as upstream's `streamLocation` does: the
+/// containers are listed, then the init containers apart.
 fn stream_container(pod: &Value, name: &str, requested: &str) -> Result<String, ApiError> {
-    if !requested.is_empty() {
-        if !has_container(pod, requested) {
-            return Err(ApiError::bad_request(format!(
-                "container {requested} is not valid for pod {name}"
-            )));
+    pick_container(pod, name, requested, |containers| {
+        let mut message = format!(
+            "a container name must be specified for pod {name}, choose one of: [{}]",
+            containers.join(" ")
+        );
+        let init = names(pod, "initContainers");
+        if !init.is_empty() {
+            message.push_str(&format!(" or one of the init containers: [{}]", init.join(" ")));
         }
-        return Ok(requested.to_string());
-    }
-    let containers = names(pod, "containers");
-    match containers.as_slice() {
-        [only] => Ok(only.clone()),
-        [] => Err(ApiError::bad_request(format!(
-            "a container name must be specified for pod {name}"
-        ))),
-        _ => {
-            let mut message = format!(
-                "a container name must be specified for pod {name}, choose one of: [{}]",
-                containers.join(" ")
-            );
-            let init = names(pod, "initContainers");
-            if !init.is_empty() {
-                message.push_str(&format!(" or one of the init containers: [{}]", init.join(" ")));
-            }
-            Err(ApiError::bad_request(message))
-        }
-    }
+        message
+    })
 }
 
 /// The log options passed on to the kubelet, validated as upstream's `ValidatePodLogOptions`.
