@@ -7,8 +7,6 @@
 //! Every cluster on the host shares the node address, so the Service uses a port, cluster IP and
 //! node port of its own (network 50), and the test waits for the proxy's rule before sending.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -20,25 +18,6 @@ const IMAGE: &str = "busybox:1.35.0";
 const NETWORK: u8 = 50;
 /// The load balancer's port on the node's address.
 const LB_PORT: u16 = 18050;
-
-fn apply(c: &Cluster, manifest: &str) -> Result<()> {
-    c.kubectl_stdin(&["apply", "-f", "-"], Some(manifest))?;
-    Ok(())
-}
-
-/// An HTTP GET from the host; the body on success.
-fn http_get(ip: &str, port: u16) -> Result<String> {
-    let addr = format!("{ip}:{port}").parse()?;
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
-    s.set_read_timeout(Some(Duration::from_secs(3)))?;
-    write!(s, "GET / HTTP/1.0\r\nHost: {ip}\r\n\r\n")?;
-    let mut page = String::new();
-    s.read_to_string(&mut page)?;
-    Ok(page
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.trim().to_string())
-        .unwrap_or(page))
-}
 
 /// The text of the proxy tables of this test's network (`kate-proxy-katee50`).
 fn proxy_rules() -> Result<String> {
@@ -89,10 +68,8 @@ fn external_ip(c: &Cluster, name: &str) -> Result<String> {
 fn local_load_balancer_answers_on_the_node_address() -> Result<()> {
     let _table = Table::clean();
     let c = Cluster::start_node(NETWORK)?;
-    apply(
-        &c,
-        &format!(
-            "apiVersion: apps/v1
+    c.apply(&format!(
+        "apiVersion: apps/v1
 kind: Deployment
 metadata: {{name: lb-web}}
 spec:
@@ -118,8 +95,7 @@ spec:
   selector: {{app: lb-web}}
   ports: [{{name: http, port: {LB_PORT}, targetPort: http, nodePort: 300{NETWORK}}}]
 "
-        ),
-    )?;
+    ))?;
     c.kubectl(&["rollout", "status", "deployment/lb-web", "--timeout=90s"])?;
 
     // The node is initialized by the node controller.
@@ -169,7 +145,7 @@ spec:
     ])?;
     let mut page = String::new();
     eventually_blocking("an answer on the external IP", || {
-        page = http_get(&node_ip, LB_PORT).unwrap_or_default();
+        page = kate_e2e::http_get(&node_ip, LB_PORT).unwrap_or_default();
         Ok(!page.is_empty())
     })?;
     assert!(
@@ -202,7 +178,7 @@ spec:
 fn without_nodes_or_without_a_provider_load_balancers_stay_pending() -> Result<()> {
     // The default provider with no node: the finalizer goes on, the address stays pending.
     let c = Cluster::start()?;
-    apply(&c, PENDING_SVC)?;
+    c.apply(PENDING_SVC)?;
     eventually_blocking("the finalizer", || {
         let f = c.kubectl(&["get", "svc", "lb", "-o", "jsonpath={.metadata.finalizers}"])?;
         Ok(f.contains("service.kubernetes.io/load-balancer-cleanup"))
@@ -213,7 +189,7 @@ fn without_nodes_or_without_a_provider_load_balancers_stay_pending() -> Result<(
 
     // `--cloud-provider none`: nothing touches the Service.
     let c = Cluster::start_with(tempfile::tempdir()?, &["--cloud-provider", "none"])?;
-    apply(&c, PENDING_SVC)?;
+    c.apply(PENDING_SVC)?;
     std::thread::sleep(Duration::from_secs(3));
     let f = c.kubectl(&["get", "svc", "lb", "-o", "jsonpath={.metadata.finalizers}"])?;
     assert!(f.trim().is_empty(), "{f}");

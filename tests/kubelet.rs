@@ -2,7 +2,6 @@
 //! busybox test image, driven with the real kubectl. These tests need root, as CI has.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -11,44 +10,10 @@ use serde_json::Value;
 
 const IMAGE: &str = "busybox:1.35.0";
 
-/// The pod as JSON.
-fn pod(c: &Cluster, name: &str) -> Result<Value> {
-    Ok(serde_json::from_str(&c.kubectl(&["get", "pod", name, "-o", "json"])?)?)
-}
-
-/// Waits until `check` holds for the pod, then returns it.
-fn wait_pod(c: &Cluster, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Result<Value> {
-    let waited = eventually_blocking(what, || Ok(pod(c, name).map(|p| check(&p)).unwrap_or(false)));
-    if let Err(e) = waited {
-        let status = pod(c, name).map(|p| p["status"].to_string()).unwrap_or_default();
-        let selector = format!("involvedObject.name={name}");
-        let events = c
-            .kubectl(&["get", "events", "--field-selector", &selector])
-            .unwrap_or_default();
-        bail!("{e}\npod status: {status}\nevents:\n{events}");
-    }
-    pod(c, name)
-}
-
 fn ready(p: &Value) -> bool {
     p["status"]["conditions"]
         .as_array()
         .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-}
-
-fn apply(c: &Cluster, manifest: &str) -> Result<()> {
-    c.kubectl_stdin(&["apply", "-f", "-"], Some(manifest))?;
-    Ok(())
-}
-
-/// An HTTP GET to a pod's address from the host, through the pod network.
-fn http_get(ip: &str, port: u16) -> Result<String> {
-    let mut s = TcpStream::connect_timeout(&format!("{ip}:{port}").parse()?, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(2)))?;
-    write!(s, "GET / HTTP/1.0\r\nHost: {ip}\r\n\r\n")?;
-    let mut body = String::new();
-    s.read_to_string(&mut body)?;
-    Ok(body)
 }
 
 #[test]
@@ -80,7 +45,7 @@ fn a_pod_runs_with_its_own_ip_and_reports_upstream_status() -> Result<()> {
     c.kubectl(&[
         "run", "web", "--image", IMAGE, "--port", "8080", "--", "httpd", "-f", "-p", "8080", "-h", "/etc",
     ])?;
-    let p = wait_pod(&c, "web", "the pod to be Running and Ready", ready)?;
+    let p = c.wait_pod("web", "the pod to be Running and Ready", ready)?;
     let ip = p["status"]["podIP"].as_str().context("podIP")?.to_string();
     assert!(ip.starts_with("10.151.0."), "pod IP {ip} is in the node's pod CIDR");
     assert_eq!(p["status"]["phase"], "Running");
@@ -105,7 +70,7 @@ fn a_pod_runs_with_its_own_ip_and_reports_upstream_status() -> Result<()> {
             .any(|c| c["type"] == kind && c["status"] == "True");
         assert!(found, "condition {kind} is True: {}", p["status"]);
     }
-    let page = http_get(&ip, 8080)?;
+    let page = kate_e2e::http_response(&ip, 8080)?;
     assert!(
         page.contains("200 OK") || page.contains("404"),
         "httpd answers on the pod IP: {page}"
@@ -116,17 +81,15 @@ fn a_pod_runs_with_its_own_ip_and_reports_upstream_status() -> Result<()> {
     c.kubectl(&["delete", "pod", "web", "--grace-period=1"])?;
     let left = c.kubectl(&["get", "pods", "-o", "name"])?;
     assert!(left.trim().is_empty(), "the pod is gone: {left}");
-    assert!(http_get(&ip, 8080).is_err(), "its container stopped");
+    assert!(kate_e2e::http_response(&ip, 8080).is_err(), "its container stopped");
     Ok(())
 }
 
 #[test]
 fn a_deployment_of_httpd_answers_on_each_pod_ip() -> Result<()> {
     let c = Cluster::start_node(2)?;
-    apply(
-        &c,
-        &format!(
-            "apiVersion: apps/v1
+    c.apply(&format!(
+        "apiVersion: apps/v1
 kind: Deployment
 metadata: {{name: httpd}}
 spec:
@@ -142,8 +105,7 @@ spec:
         ports: [{{containerPort: 80}}]
         readinessProbe: {{httpGet: {{path: /, port: 80}}, periodSeconds: 1}}
 "
-        ),
-    )?;
+    ))?;
     c.kubectl(&["rollout", "status", "deployment/httpd", "--timeout=60s"])?;
     let out = c.kubectl(&[
         "get",
@@ -156,7 +118,7 @@ spec:
     let pods: Vec<(&str, &str)> = out.lines().filter_map(|l| l.split_once(' ')).collect();
     assert_eq!(pods.len(), 3, "{out}");
     for (name, ip) in pods {
-        let page = http_get(ip, 80)?;
+        let page = kate_e2e::http_response(ip, 80)?;
         assert!(
             page.contains(name),
             "pod {name} at {ip} serves its own host name: {page}"
@@ -169,23 +131,21 @@ spec:
 fn a_killed_process_comes_back_and_a_failing_liveness_probe_restarts() -> Result<()> {
     let c = Cluster::start_node(3)?;
     c.kubectl(&["run", "sleeper", "--image", IMAGE, "--", "sleep", "3601"])?;
-    wait_pod(&c, "sleeper", "the sleeper to run", ready)?;
+    c.wait_pod("sleeper", "the sleeper to run", ready)?;
     // SIGKILL: a container's PID 1 ignores signals it has no handler for, SIGTERM included.
     let killed = std::process::Command::new("pkill")
         .args(["-KILL", "-f", "sleep 3601"])
         .status()?;
     assert!(killed.success(), "pkill found the container's process");
-    let p = wait_pod(&c, "sleeper", "a restart", |p| {
+    let p = c.wait_pod("sleeper", "a restart", |p| {
         p["status"]["containerStatuses"][0]["restartCount"] == 1 && ready(p)
     })?;
     let last = &p["status"]["containerStatuses"][0]["lastState"]["terminated"];
     assert_eq!(last["exitCode"], 137, "killed by SIGKILL: {last}");
     assert_eq!(last["reason"], "Error", "{last}");
 
-    apply(
-        &c,
-        &format!(
-            "apiVersion: v1
+    c.apply(&format!(
+        "apiVersion: v1
 kind: Pod
 metadata: {{name: unhealthy}}
 spec:
@@ -196,9 +156,8 @@ spec:
     command: [sh, -c, 'touch /tmp/healthy; sleep 2; rm /tmp/healthy; sleep 3600']
     livenessProbe: {{exec: {{command: [cat, /tmp/healthy]}}, periodSeconds: 1, failureThreshold: 1}}
 "
-        ),
-    )?;
-    wait_pod(&c, "unhealthy", "the liveness probe to restart the container", |p| {
+    ))?;
+    c.wait_pod("unhealthy", "the liveness probe to restart the container", |p| {
         p["status"]["containerStatuses"][0]["restartCount"]
             .as_u64()
             .unwrap_or(0)
@@ -216,10 +175,8 @@ spec:
 #[test]
 fn readiness_gates_the_ready_condition() -> Result<()> {
     let c = Cluster::start_node(4)?;
-    apply(
-        &c,
-        &format!(
-            "apiVersion: v1
+    c.apply(&format!(
+        "apiVersion: v1
 kind: Pod
 metadata: {{name: slow}}
 spec:
@@ -229,9 +186,8 @@ spec:
     command: [sh, -c, 'sleep 3; touch /tmp/ready; sleep 3600']
     readinessProbe: {{exec: {{command: [cat, /tmp/ready]}}, periodSeconds: 1}}
 "
-        ),
-    )?;
-    let p = wait_pod(&c, "slow", "the container to run", |p| {
+    ))?;
+    let p = c.wait_pod("slow", "the container to run", |p| {
         p["status"]["containerStatuses"][0]["state"]["running"].is_object()
     })?;
     if !ready(&p) {
@@ -248,16 +204,14 @@ spec:
     } else {
         bail!("the pod was Ready before its probe passed: {}", p["status"]);
     }
-    wait_pod(&c, "slow", "the pod to become Ready", ready)?;
+    c.wait_pod("slow", "the pod to become Ready", ready)?;
     Ok(())
 }
 
 #[test]
 fn exit_codes_oom_kills_and_init_containers() -> Result<()> {
     let c = Cluster::start_node(5)?;
-    apply(
-        &c,
-        &format!(
+    c.apply(&format!(
             "apiVersion: v1
 kind: Pod
 metadata: {{name: fails}}
@@ -300,21 +254,17 @@ spec:
 "
         ),
     )?;
-    let p = wait_pod(&c, "fails", "the failing pod to end", |p| {
-        p["status"]["phase"] == "Failed"
-    })?;
+    let p = c.wait_pod("fails", "the failing pod to end", |p| p["status"]["phase"] == "Failed")?;
     let t = &p["status"]["containerStatuses"][0]["state"]["terminated"];
     assert_eq!(t["exitCode"], 3, "{t}");
     assert_eq!(t["reason"], "Error", "{t}");
     assert_eq!(t["message"], "bye", "{t}");
 
-    let p = wait_pod(&c, "hungry", "the hungry pod to end", |p| {
-        p["status"]["phase"] == "Failed"
-    })?;
+    let p = c.wait_pod("hungry", "the hungry pod to end", |p| p["status"]["phase"] == "Failed")?;
     let t = &p["status"]["containerStatuses"][0]["state"]["terminated"];
     assert_eq!(t["reason"], "OOMKilled", "{t}");
 
-    let p = wait_pod(&c, "ordered", "the ordered pod to end", |p| {
+    let p = c.wait_pod("ordered", "the ordered pod to end", |p| {
         matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
     })?;
     assert_eq!(p["status"]["phase"], "Succeeded", "{}", p["status"]);
@@ -340,10 +290,8 @@ fn config_maps_secrets_and_the_downward_api_reach_the_container() -> Result<()> 
         "--from-literal=size=L",
     ])?;
     c.kubectl(&["create", "secret", "generic", "creds", "--from-literal=password=s3cret"])?;
-    apply(
-        &c,
-        &format!(
-            "apiVersion: v1
+    c.apply(&format!(
+        "apiVersion: v1
 kind: Pod
 metadata: {{name: configured, labels: {{tier: back}}}}
 spec:
@@ -373,16 +321,15 @@ spec:
     - {{name: creds, mountPath: /sec}}
     - {{name: info, mountPath: /info}}
 "
-        ),
-    )?;
-    let p = wait_pod(&c, "configured", "the pod to end", |p| {
+    ))?;
+    let p = c.wait_pod("configured", "the pod to end", |p| {
         matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
     })?;
     assert_eq!(p["status"]["phase"], "Succeeded", "{}", p["status"]);
 
     c.kubectl(&["run", "missing", "--image", IMAGE, "--env", "X=1", "--overrides",
         r#"{"spec":{"containers":[{"name":"missing","image":"busybox:1.35.0","envFrom":[{"configMapRef":{"name":"nope"}}]}]}}"#])?;
-    let p = wait_pod(&c, "missing", "a config error", |p| {
+    let p = c.wait_pod("missing", "a config error", |p| {
         p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CreateContainerConfigError"
     })?;
     let message = p["status"]["containerStatuses"][0]["state"]["waiting"]["message"]
@@ -396,7 +343,7 @@ spec:
 fn a_bad_image_ends_in_image_pull_back_off() -> Result<()> {
     let c = Cluster::start_node(7)?;
     c.kubectl(&["run", "bad", "--image", "registry.invalid/nothing/here:1.0"])?;
-    let p = wait_pod(&c, "bad", "ImagePullBackOff", |p| {
+    let p = c.wait_pod("bad", "ImagePullBackOff", |p| {
         p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "ImagePullBackOff"
     })?;
     assert_eq!(p["status"]["phase"], "Pending");
@@ -418,8 +365,8 @@ fn containers_survive_a_restart_of_kate_and_deleted_pods_are_cleaned_up() -> Res
     let c = Cluster::start_node(8)?;
     c.kubectl(&["run", "stays", "--image", IMAGE, "--", "sleep", "3602"])?;
     c.kubectl(&["run", "goes", "--image", IMAGE, "--", "sleep", "3603"])?;
-    let before = wait_pod(&c, "stays", "stays to run", ready)?;
-    wait_pod(&c, "goes", "goes to run", ready)?;
+    let before = c.wait_pod("stays", "stays to run", ready)?;
+    c.wait_pod("goes", "goes to run", ready)?;
     let id = before["status"]["containerStatuses"][0]["containerID"].clone();
     let dir = c.kill();
     // While kate is down, `goes` is deleted: a second server on the same store would see it
@@ -428,7 +375,7 @@ fn containers_survive_a_restart_of_kate_and_deleted_pods_are_cleaned_up() -> Res
     c.kubectl(&["delete", "pod", "goes", "--grace-period=0", "--force"])?;
     let dir = c.kill();
     let c = Cluster::start_node_in(dir, 8)?;
-    let after = wait_pod(&c, "stays", "stays to be reported again", ready)?;
+    let after = c.wait_pod("stays", "stays to be reported again", ready)?;
     assert_eq!(
         after["status"]["containerStatuses"][0]["containerID"], id,
         "the same container was adopted"
@@ -468,19 +415,16 @@ fn images_are_pulled_from_a_registry_with_pull_secrets() -> Result<()> {
         "--docker-password",
         kate_e2e::REGISTRY_PASSWORD,
     ])?;
-    apply(
-        &c,
-        &format!(
-            "apiVersion: v1
+    c.apply(&format!(
+        "apiVersion: v1
 kind: Pod
 metadata: {{name: private}}
 spec:
   imagePullSecrets: [{{name: pull}}]
   containers: [{{name: c, image: '{image}', command: [sleep, '3605']}}]
 "
-        ),
-    )?;
-    let p = wait_pod(&c, "private", "the pod with pull secrets to run", ready)?;
+    ))?;
+    let p = c.wait_pod("private", "the pod with pull secrets to run", ready)?;
     assert!(
         p["status"]["containerStatuses"][0]["imageID"]
             .as_str()
@@ -489,7 +433,7 @@ spec:
     );
     let events = c.kubectl(&["get", "events", "--field-selector", "involvedObject.name=private"])?;
     assert!(events.contains("Successfully pulled image"), "{events}");
-    let p = wait_pod(&c, "anonymous", "the anonymous pull to fail", |p| {
+    let p = c.wait_pod("anonymous", "the anonymous pull to fail", |p| {
         let reason = &p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"];
         reason == "ErrImagePull" || reason == "ImagePullBackOff"
     })?;
@@ -504,10 +448,8 @@ spec:
 #[test]
 fn memory_backed_empty_dirs_are_tmpfs() -> Result<()> {
     let c = Cluster::start_node(10)?;
-    apply(
-        &c,
-        &format!(
-            "apiVersion: v1
+    c.apply(&format!(
+        "apiVersion: v1
 kind: Pod
 metadata: {{name: tmpfs}}
 spec:
@@ -519,9 +461,8 @@ spec:
     command: [sh, -c, 'grep -q \" /scratch tmpfs \" /proc/mounts && ! dd if=/dev/zero of=/scratch/big bs=1M count=16']
     volumeMounts: [{{name: scratch, mountPath: /scratch}}]
 "
-        ),
-    )?;
-    let p = wait_pod(&c, "tmpfs", "the pod to end", |p| {
+    ))?;
+    let p = c.wait_pod("tmpfs", "the pod to end", |p| {
         matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
     })?;
     assert_eq!(
@@ -553,10 +494,8 @@ fn lifecycle_hooks_call_out_on_start_and_before_stop() -> Result<()> {
             let _ = tx.send(line);
         }
     });
-    apply(
-        &c,
-        &format!(
-            "apiVersion: v1
+    c.apply(&format!(
+        "apiVersion: v1
 kind: Pod
 metadata: {{name: hooked}}
 spec:
@@ -569,13 +508,12 @@ spec:
       postStart: {{httpGet: {{host: '{node_ip}', port: {port}, path: /started}}}}
       preStop: {{httpGet: {{host: '{node_ip}', port: {port}, path: /stopping}}}}
 "
-        ),
-    )?;
+    ))?;
     let first = rx
         .recv_timeout(Duration::from_secs(30))
         .context("the postStart hook called")?;
     assert_eq!(first, "GET /started HTTP/1.1");
-    wait_pod(&c, "hooked", "the pod to run", ready)?;
+    c.wait_pod("hooked", "the pod to run", ready)?;
     c.kubectl(&["delete", "pod", "hooked", "--wait=false"])?;
     let second = rx
         .recv_timeout(Duration::from_secs(30))

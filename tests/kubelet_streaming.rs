@@ -15,25 +15,11 @@ use serde_json::Value;
 
 const IMAGE: &str = "busybox:1.35.0";
 
-fn pod(c: &Cluster, name: &str) -> Result<Value> {
-    Ok(serde_json::from_str(&c.kubectl(&["get", "pod", name, "-o", "json"])?)?)
-}
-
-fn wait_pod(c: &Cluster, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Result<Value> {
-    eventually_blocking(what, || Ok(pod(c, name).map(|p| check(&p)).unwrap_or(false)))?;
-    pod(c, name)
-}
-
 fn running(p: &Value) -> bool {
     p["status"]["phase"] == "Running"
         && p["status"]["containerStatuses"]
             .as_array()
             .is_some_and(|cs| cs.iter().all(|c| c["state"]["running"].is_object()))
-}
-
-fn apply(c: &Cluster, manifest: &str) -> Result<()> {
-    c.kubectl_stdin(&["apply", "-f", "-"], Some(manifest))?;
-    Ok(())
 }
 
 /// Runs kubectl with extra environment variables; returns (exit code, stdout, stderr).
@@ -125,9 +111,7 @@ fn http_get(port: u16, path: &str) -> Result<String> {
 #[test]
 fn logs_show_containers_tails_timestamps_and_previous_instances() -> Result<()> {
     let c = Cluster::start_node(20)?;
-    apply(
-        &c,
-        &format!(
+    c.apply(&format!(
             r#"
 apiVersion: v1
 kind: Pod
@@ -148,7 +132,7 @@ spec:
 "#
         ),
     )?;
-    wait_pod(&c, "two", "pod two to run", running)?;
+    c.wait_pod("two", "pod two to run", running)?;
     eventually_blocking("container a to write all its lines", || {
         Ok(c.kubectl(&["logs", "two", "-c", "a"])?.contains("oops"))
     })?;
@@ -202,7 +186,7 @@ spec:
     );
 
     // After a restart, --previous shows the instance before.
-    wait_pod(&c, "crash", "the crashing pod to restart", |p| {
+    c.wait_pod("crash", "the crashing pod to restart", |p| {
         p["status"]["containerStatuses"][0]["restartCount"]
             .as_u64()
             .is_some_and(|n| n >= 1)
@@ -229,7 +213,7 @@ fn logs_follow_streams_until_the_container_ends() -> Result<()> {
         "-c",
         "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.3; done",
     ])?;
-    wait_pod(&c, "ticker", "the ticker to run", running)?;
+    c.wait_pod("ticker", "the ticker to run", running)?;
     // -f keeps delivering lines written after it started.
     let follow = Background::start(&c, &[], &["logs", "-f", "ticker", "--tail", "1"])?;
     let first = follow.line(Duration::from_secs(20), |l| l.starts_with("tick "))?;
@@ -249,7 +233,7 @@ fn logs_follow_streams_until_the_container_ends() -> Result<()> {
         "-c",
         "sleep 2; for i in 1 2 3; do echo line $i; sleep 0.5; done",
     ])?;
-    wait_pod(&c, "ender", "the pod to start", |p| {
+    c.wait_pod("ender", "the pod to start", |p| {
         p["status"]["containerStatuses"][0]["containerID"].is_string()
     })?;
     let started = std::time::Instant::now();
@@ -270,10 +254,8 @@ fn logs_follow_streams_until_the_container_ends() -> Result<()> {
 #[test]
 fn exec_cp_and_attach_work_through_the_kubelet() -> Result<()> {
     let c = Cluster::start_node(22)?;
-    apply(
-        &c,
-        &format!(
-            r#"
+    c.apply(&format!(
+        r#"
 apiVersion: v1
 kind: Pod
 metadata: {{name: box}}
@@ -282,9 +264,8 @@ spec:
   - {{name: main, image: "{IMAGE}", command: [sleep, "3600"]}}
   - {{name: side, image: "{IMAGE}", command: [sh, -c, "i=0; while true; do echo side $i; i=$((i+1)); sleep 0.3; done"]}}
 "#
-        ),
-    )?;
-    wait_pod(&c, "box", "the pod to run", running)?;
+    ))?;
+    c.wait_pod("box", "the pod to run", running)?;
 
     // stdout, stderr and the exit code, over WebSocket v5 and over the SPDY fallback.
     for env in [&[][..], &[("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")][..]] {
@@ -376,7 +357,7 @@ fn port_forward_reaches_a_pods_port() -> Result<()> {
         "-c",
         "mkdir /www && echo hello from the pod > /www/index.html && httpd -f -p 80 -h /www",
     ])?;
-    wait_pod(&c, "web", "the web pod to run", running)?;
+    c.wait_pod("web", "the web pod to run", running)?;
     // kubectl 1.33 tunnels SPDY through a WebSocket; without WebSockets it speaks SPDY itself.
     for env in [&[][..], &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")][..]] {
         let forward = Background::start(&c, env, &["port-forward", "pod/web", ":80"])?;
@@ -427,7 +408,7 @@ async fn kube_rs_execs_and_forwards_ports() -> Result<()> {
     );
     let c = tokio::task::spawn_blocking(move || -> Result<Cluster> {
         c.kubectl_stdin(&["apply", "-f", "-"], Some(&manifest))?;
-        wait_pod(&c, "web", "the pod to run", running)?;
+        c.wait_pod("web", "the pod to run", running)?;
         Ok(c)
     })
     .await??;

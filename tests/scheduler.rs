@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use kate_e2e::{Cluster, eventually_blocking};
 use serde_json::Value;
 
@@ -23,17 +23,8 @@ fn cluster() -> Result<Cluster> {
     Ok(c)
 }
 
-fn apply(c: &Cluster, yaml: &str) -> Result<()> {
-    c.kubectl_stdin(&["apply", "-f", "-"], Some(yaml)).map(drop)
-}
-
-fn pod(c: &Cluster, name: &str) -> Result<Value> {
-    let out = c.kubectl(&["get", "pod", name, "-o", "json"])?;
-    serde_json::from_str(&out).context("pod JSON")
-}
-
 fn node_of(c: &Cluster, name: &str) -> Result<String> {
-    Ok(pod(c, name)?
+    Ok(c.pod(name)?
         .pointer("/spec/nodeName")
         .and_then(Value::as_str)
         .unwrap_or("")
@@ -43,7 +34,7 @@ fn node_of(c: &Cluster, name: &str) -> Result<String> {
 /// Waits until the pod is bound and Running (the simulated kubelet started it); its node.
 fn running_on(c: &Cluster, name: &str) -> Result<String> {
     eventually_blocking(&format!("{name} running"), || {
-        Ok(pod(c, name)?.pointer("/status/phase") == Some(&Value::from("Running")))
+        Ok(c.pod(name)?.pointer("/status/phase") == Some(&Value::from("Running")))
     })?;
     node_of(c, name)
 }
@@ -52,7 +43,7 @@ fn running_on(c: &Cluster, name: &str) -> Result<String> {
 fn unschedulable(c: &Cluster, name: &str) -> Result<String> {
     let mut message = String::new();
     eventually_blocking(&format!("{name} unschedulable"), || {
-        let p = pod(c, name)?;
+        let p = c.pod(name)?;
         let cond = p
             .pointer("/status/conditions")
             .and_then(Value::as_array)
@@ -98,7 +89,7 @@ fn events_for(c: &Cluster, name: &str, reason: &str) -> Result<Vec<String>> {
 fn exhausted_resources_leave_the_pod_pending_with_upstreams_message() -> Result<()> {
     let c = cluster()?;
     for i in 0..3 {
-        apply(&c, &pod_yaml(&format!("fill-{i}"), "3", "app: fill", ""))?;
+        c.apply(&pod_yaml(&format!("fill-{i}"), "3", "app: fill", ""))?;
     }
     let mut nodes: Vec<String> = (0..3)
         .map(|i| running_on(&c, &format!("fill-{i}")))
@@ -109,7 +100,7 @@ fn exhausted_resources_leave_the_pod_pending_with_upstreams_message() -> Result<
         ["kate-sim-0", "kate-sim-1", "kate-sim-2"],
         "least allocated spreads them"
     );
-    apply(&c, &pod_yaml("late", "2", "app: late", ""))?;
+    c.apply(&pod_yaml("late", "2", "app: late", ""))?;
     let expected = "0/3 nodes are available: 3 Insufficient cpu. \
                     preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod..";
     assert_eq!(unschedulable(&c, "late")?, expected);
@@ -134,14 +125,14 @@ fn exhausted_resources_leave_the_pod_pending_with_upstreams_message() -> Result<
 fn taints_keep_out_pods_without_tolerations() -> Result<()> {
     let c = cluster()?;
     c.kubectl(&["taint", "nodes", "--all", "dedicated=gpu:NoSchedule"])?;
-    apply(&c, &pod_yaml("plain", "1", "app: plain", ""))?;
+    c.apply(&pod_yaml("plain", "1", "app: plain", ""))?;
     assert_eq!(
         unschedulable(&c, "plain")?,
         "0/3 nodes are available: 3 node(s) had untolerated taint {dedicated: gpu}. \
          preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.."
     );
     let tolerant = "  tolerations:\n  - {key: dedicated, operator: Equal, value: gpu, effect: NoSchedule}\n";
-    apply(&c, &pod_yaml("tolerant", "1", "app: t", tolerant))?;
+    c.apply(&pod_yaml("tolerant", "1", "app: t", tolerant))?;
     running_on(&c, "tolerant")?;
 
     // Untainting one node lets the plain pod in, there and nowhere else.
@@ -153,28 +144,22 @@ fn taints_keep_out_pods_without_tolerations() -> Result<()> {
 #[test]
 fn node_selectors_and_node_affinity_choose_the_zone() -> Result<()> {
     let c = cluster()?;
-    apply(
-        &c,
-        &pod_yaml(
-            "in-b",
-            "1",
-            "app: a",
-            "  nodeSelector: {topology.kubernetes.io/zone: kate-sim-b}\n",
-        ),
-    )?;
+    c.apply(&pod_yaml(
+        "in-b",
+        "1",
+        "app: a",
+        "  nodeSelector: {topology.kubernetes.io/zone: kate-sim-b}\n",
+    ))?;
     assert_eq!(running_on(&c, "in-b")?, "kate-sim-1");
     let affinity = "  affinity:\n    nodeAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n        nodeSelectorTerms:\n        - matchExpressions:\n          - {key: topology.kubernetes.io/zone, operator: NotIn, values: [kate-sim-a, kate-sim-b]}\n";
-    apply(&c, &pod_yaml("not-a-b", "1", "app: a", affinity))?;
+    c.apply(&pod_yaml("not-a-b", "1", "app: a", affinity))?;
     assert_eq!(running_on(&c, "not-a-b")?, "kate-sim-2");
-    apply(
-        &c,
-        &pod_yaml(
-            "nowhere",
-            "1",
-            "app: a",
-            "  nodeSelector: {topology.kubernetes.io/zone: mars}\n",
-        ),
-    )?;
+    c.apply(&pod_yaml(
+        "nowhere",
+        "1",
+        "app: a",
+        "  nodeSelector: {topology.kubernetes.io/zone: mars}\n",
+    ))?;
     assert_eq!(
         unschedulable(&c, "nowhere")?,
         "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector. \
@@ -190,10 +175,10 @@ fn topology_spread_balances_three_zones() -> Result<()> {
     // Pin two pods into zone a first: a third there would exceed the skew.
     for i in 0..2 {
         let pinned = format!("{spread}  nodeName: kate-sim-0\n");
-        apply(&c, &pod_yaml(&format!("pinned-{i}"), "100m", "app: spread", &pinned))?;
+        c.apply(&pod_yaml(&format!("pinned-{i}"), "100m", "app: spread", &pinned))?;
     }
     for i in 0..4 {
-        apply(&c, &pod_yaml(&format!("spread-{i}"), "100m", "app: spread", spread))?;
+        c.apply(&pod_yaml(&format!("spread-{i}"), "100m", "app: spread", spread))?;
     }
     let mut per_node = std::collections::BTreeMap::new();
     for i in 0..4 {
@@ -210,7 +195,7 @@ fn anti_affinity_places_one_per_node() -> Result<()> {
     let c = cluster()?;
     let anti = "  affinity:\n    podAntiAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n      - labelSelector: {matchLabels: {app: solo}}\n        topologyKey: kubernetes.io/hostname\n";
     for i in 0..3 {
-        apply(&c, &pod_yaml(&format!("solo-{i}"), "100m", "app: solo", anti))?;
+        c.apply(&pod_yaml(&format!("solo-{i}"), "100m", "app: solo", anti))?;
     }
     let mut nodes: Vec<String> = (0..3)
         .map(|i| running_on(&c, &format!("solo-{i}")))
@@ -218,7 +203,7 @@ fn anti_affinity_places_one_per_node() -> Result<()> {
     nodes.sort();
     nodes.dedup();
     assert_eq!(nodes.len(), 3, "one per node");
-    apply(&c, &pod_yaml("solo-3", "100m", "app: solo", anti))?;
+    c.apply(&pod_yaml("solo-3", "100m", "app: solo", anti))?;
     assert_eq!(
         unschedulable(&c, "solo-3")?,
         "0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules. \
@@ -235,22 +220,23 @@ fn a_high_priority_pod_preempts_a_low_priority_one() -> Result<()> {
         classes.contains("system-cluster-critical") && classes.contains("system-node-critical"),
         "{classes}"
     );
-    apply(
-        &c,
+    c.apply(
         "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: low}\nvalue: 10\n---\n\
          apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: high}\nvalue: 1000\n",
     )?;
     for i in 0..3 {
-        apply(
-            &c,
-            &pod_yaml(&format!("low-{i}"), "3", "app: low", "  priorityClassName: low\n"),
-        )?;
+        c.apply(&pod_yaml(
+            &format!("low-{i}"),
+            "3",
+            "app: low",
+            "  priorityClassName: low\n",
+        ))?;
         running_on(&c, &format!("low-{i}"))?;
     }
-    assert_eq!(pod(&c, "low-0")?.pointer("/spec/priority"), Some(&Value::from(10)));
-    apply(&c, &pod_yaml("vip", "3", "app: vip", "  priorityClassName: high\n"))?;
+    assert_eq!(c.pod("low-0")?.pointer("/spec/priority"), Some(&Value::from(10)));
+    c.apply(&pod_yaml("vip", "3", "app: vip", "  priorityClassName: high\n"))?;
     let node = running_on(&c, "vip")?;
-    assert_eq!(pod(&c, "vip")?.pointer("/spec/priority"), Some(&Value::from(1000)));
+    assert_eq!(c.pod("vip")?.pointer("/spec/priority"), Some(&Value::from(1000)));
     let remaining = c.kubectl(&[
         "get",
         "pods",
@@ -293,14 +279,11 @@ fn unknown_priority_classes_are_refused() -> Result<()> {
 #[test]
 fn pods_for_another_scheduler_are_left_alone() -> Result<()> {
     let c = cluster()?;
-    apply(
-        &c,
-        &pod_yaml("theirs", "1", "app: x", "  schedulerName: someone-else\n"),
-    )?;
-    apply(&c, &pod_yaml("ours", "1", "app: x", ""))?;
+    c.apply(&pod_yaml("theirs", "1", "app: x", "  schedulerName: someone-else\n"))?;
+    c.apply(&pod_yaml("ours", "1", "app: x", ""))?;
     running_on(&c, "ours")?;
     std::thread::sleep(Duration::from_secs(1));
-    let p = pod(&c, "theirs")?;
+    let p = c.pod("theirs")?;
     assert_eq!(p.pointer("/spec/nodeName"), None);
     assert_eq!(p.pointer("/status/conditions"), None, "no PodScheduled condition");
     assert!(events_for(&c, "theirs", "FailedScheduling")?.is_empty());

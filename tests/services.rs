@@ -7,8 +7,7 @@
 //! them to appear in the host's ruleset before sending anything to them.
 
 use std::collections::BTreeSet;
-use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
+use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -16,11 +15,6 @@ use kate_e2e::{Cluster, eventually_blocking};
 use serde_json::Value;
 
 const IMAGE: &str = "busybox:1.35.0";
-
-fn apply(c: &Cluster, manifest: &str) -> Result<()> {
-    c.kubectl_stdin(&["apply", "-f", "-"], Some(manifest))?;
-    Ok(())
-}
 
 /// A Deployment of busybox httpd pods labelled `app: NAME` serving their host name on the
 /// container port named `http` (80).
@@ -44,22 +38,6 @@ spec:
         readinessProbe: {{httpGet: {{path: /, port: 80}}, periodSeconds: 1}}
 "
     )
-}
-
-/// An HTTP GET from the host; the body (after the headers) on success.
-fn http_get(ip: &str, port: u16) -> std::io::Result<String> {
-    let addr = format!("{ip}:{port}")
-        .parse()
-        .map_err(|e| std::io::Error::new(ErrorKind::InvalidInput, format!("{e}")))?;
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
-    s.set_read_timeout(Some(Duration::from_secs(3)))?;
-    write!(s, "GET / HTTP/1.0\r\nHost: {ip}\r\n\r\n")?;
-    let mut page = String::new();
-    s.read_to_string(&mut page)?;
-    Ok(page
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.trim().to_string())
-        .unwrap_or(page))
 }
 
 /// The proxy tables of test network `network` (`kate-proxy-BRIDGE` where the bridge name ends
@@ -145,7 +123,7 @@ fn get_cmd(target: &str) -> String {
 fn backends(ip: &str, port: u16, tries: usize) -> Result<BTreeSet<String>> {
     let mut seen = BTreeSet::new();
     for _ in 0..tries {
-        seen.insert(http_get(ip, port).with_context(|| format!("GET http://{ip}:{port}/"))?);
+        seen.insert(kate_e2e::http_get(ip, port).with_context(|| format!("GET http://{ip}:{port}/"))?);
     }
     Ok(seen)
 }
@@ -190,10 +168,8 @@ fn run_client(c: &Cluster, name: &str, script: &str, dns: bool) -> Result<bool> 
         ""
     };
     let script = script.replace('\'', "''");
-    apply(
-        c,
-        &format!(
-            "apiVersion: v1
+    c.apply(&format!(
+        "apiVersion: v1
 kind: Pod
 metadata: {{name: {name}}}
 spec:
@@ -204,8 +180,7 @@ spec:
     image: {IMAGE}
     command: [sh, -c, '{script}']
 "
-        ),
-    )?;
+    ))?;
     let mut phase = String::new();
     eventually_blocking(&format!("client pod {name} to finish"), || {
         let p: Value = serde_json::from_str(&c.kubectl(&["get", "pod", name, "-o", "json"])?)?;
@@ -231,9 +206,8 @@ fn client_succeeds(c: &Cluster, name: &str, script: &str, dns: bool) -> Result<(
 fn cluster_ips_and_node_ports_lead_to_ready_pods() -> Result<()> {
     let tables = Tables::clean(30);
     let c = Cluster::start_node(30)?;
-    apply(&c, &httpd_deployment("web", 2))?;
-    apply(
-        &c,
+    c.apply(&httpd_deployment("web", 2))?;
+    c.apply(
         "apiVersion: v1
 kind: Service
 metadata: {name: web}
@@ -302,7 +276,7 @@ spec:
     // The node port on the node's address, from the host and from a pod.
     let node = node_ip(&c)?;
     tables.wait_for("the node port in the proxy's table", "tcp . 30030 : goto")?;
-    let page = http_get(&node, 30030)?;
+    let page = kate_e2e::http_get(&node, 30030)?;
     assert!(pods.contains(&page), "the node port reaches the pod: {page}");
     let get = get_cmd(&format!("{node}:30030"));
     client_succeeds(&c, "np-client", &format!("{get} | grep -q web-"), false)?;
@@ -310,7 +284,7 @@ spec:
     // A Service without endpoints refuses at once (no timeout), from the host and from a pod.
     tables.wait_for("empty to be rejected", "10.43.30.81 . tcp . 80 : goto reject-chain")?;
     let started = Instant::now();
-    let refused = http_get("10.43.30.81", 80);
+    let refused = kate_e2e::http_get("10.43.30.81", 80);
     assert!(
         matches!(&refused, Err(e) if e.kind() == ErrorKind::ConnectionRefused),
         "{refused:?}"
@@ -330,9 +304,8 @@ spec:
 fn cluster_dns_resolves_services_for_pods() -> Result<()> {
     let tables = Tables::clean(31);
     let c = Cluster::start_node(31)?;
-    apply(&c, &httpd_deployment("web", 1))?;
-    apply(
-        &c,
+    c.apply(&httpd_deployment("web", 1))?;
+    c.apply(
         "apiVersion: v1
 kind: Service
 metadata: {name: web}

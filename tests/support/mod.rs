@@ -178,6 +178,37 @@ impl Cluster {
         Ok(self.child.wait()?)
     }
 
+    /// `kubectl apply -f -` of a manifest.
+    pub fn apply(&self, manifest: &str) -> Result<()> {
+        self.kubectl_stdin(&["apply", "-f", "-"], Some(manifest)).map(drop)
+    }
+
+    /// A pod (in the default namespace) as JSON.
+    pub fn pod(&self, name: &str) -> Result<serde_json::Value> {
+        let out = self.kubectl(&["get", "pod", name, "-o", "json"])?;
+        serde_json::from_str(&out).context("pod JSON")
+    }
+
+    /// Waits until `check` holds for the pod, then returns it; on a timeout the error carries
+    /// the pod's status and events.
+    pub fn wait_pod(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<serde_json::Value> {
+        let waited = eventually_blocking(what, || Ok(self.pod(name).map(|p| check(&p)).unwrap_or(false)));
+        if let Err(e) = waited {
+            let status = self.pod(name).map(|p| p["status"].to_string()).unwrap_or_default();
+            let selector = format!("involvedObject.name={name}");
+            let events = self
+                .kubectl(&["get", "events", "--field-selector", &selector])
+                .unwrap_or_default();
+            bail!("{e}\npod status: {status}\nevents:\n{events}");
+        }
+        self.pod(name)
+    }
+
     /// A `kubectl` command using this cluster's kubeconfig and a private discovery cache.
     pub fn kubectl_cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("kubectl");
@@ -255,6 +286,29 @@ impl Drop for Cluster {
                 .status();
         }
     }
+}
+
+/// An HTTP/1.0 `GET /` from the host to `ip:port` on a fresh connection: the whole response,
+/// status line and headers included.
+pub fn http_response(ip: &str, port: u16) -> std::io::Result<String> {
+    let addr = format!("{ip}:{port}")
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{e}")))?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+    s.set_read_timeout(Some(Duration::from_secs(3)))?;
+    write!(s, "GET / HTTP/1.0\r\nHost: {ip}\r\n\r\n")?;
+    let mut page = String::new();
+    std::io::Read::read_to_string(&mut s, &mut page)?;
+    Ok(page)
+}
+
+/// Like [`http_response`], only the body, trimmed.
+pub fn http_get(ip: &str, port: u16) -> std::io::Result<String> {
+    let page = http_response(ip, port)?;
+    Ok(page
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.trim().to_string())
+        .unwrap_or(page))
 }
 
 /// How long [`eventually`] and [`eventually_blocking`] keep checking.
