@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use anyhow::Context as _;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -267,15 +268,23 @@ async fn status_subresource_generate_name_and_propagation() -> anyhow::Result<()
     );
     assert_eq!(spec.metadata.generation, Some(2));
 
-    api.delete(&name, &DeleteParams::orphan()).await?;
-    let orphaning = api.get(&name).await?;
+    // The delete answers with the object as written: reading it back would race the garbage
+    // collector, which finishes the deletion as soon as it sees the finalizer.
+    let orphaning = api
+        .delete(&name, &DeleteParams::orphan())
+        .await?
+        .left()
+        .context("an orphaning delete returns the object")?;
     assert!(orphaning.metadata.deletion_timestamp.is_some());
     assert_eq!(orphaning.metadata.finalizers, Some(vec!["orphan".to_string()]));
 
     let other = api.create(&PostParams::default(), &deploy).await?;
     let other_name = other.metadata.name.unwrap_or_default();
-    api.delete(&other_name, &DeleteParams::foreground()).await?;
-    let foreground = api.get(&other_name).await?;
+    let foreground = api
+        .delete(&other_name, &DeleteParams::foreground())
+        .await?
+        .left()
+        .context("a foreground delete returns the object")?;
     assert_eq!(
         foreground.metadata.finalizers,
         Some(vec!["foregroundDeletion".to_string()])
