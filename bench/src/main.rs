@@ -105,7 +105,7 @@ struct Args {
     /// Concurrent HTTP connections comparing a ClusterIP with the pod's IP.
     #[arg(long, default_value_t = 8)]
     service_clients: usize,
-    /// Seconds of each of those two runs.
+    /// Seconds each of those two targets is loaded, in alternating one-second turns.
     #[arg(long, default_value_t = 5)]
     service_seconds: u64,
     /// Cluster DNS queries timed.

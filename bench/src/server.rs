@@ -38,6 +38,19 @@ fn data_dir(data_root: &Path) -> Result<tempfile::TempDir> {
         .with_context(|| format!("creating a data directory in {}", data_root.display()))
 }
 
+/// A cluster CIDR among 10.100.0.0/16–10.139.0.0/16 that differs from run to run. The kernel keeps
+/// a closed connection's conntrack entry for two minutes; were the pods of this run at the
+/// previous run's addresses, behind Services at new ClusterIPs, every NAT'd connection would
+/// first have to evict an old entry with the same reply tuple, and the figures would measure the
+/// previous run's leftovers.
+fn fresh_cluster_cidr() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("10.{}.0.0/16", 100 + (nanos ^ std::process::id()) % 40)
+}
+
 impl Server {
     /// Spawns `kate server --https-port 0` in a fresh directory under `data_root` and waits for
     /// the ready line.
@@ -70,11 +83,12 @@ impl Server {
                 String::from_utf8_lossy(&import.stderr)
             );
         }
+        let cidr = fresh_cluster_cidr();
         let args = [
             "--pod-bridge",
             NODE_BRIDGE,
             "--cluster-cidr",
-            "10.140.0.0/16",
+            &cidr,
             "--kubelet-port",
             "20240",
         ];
