@@ -15,6 +15,7 @@ pub mod env;
 mod lease;
 mod manager;
 pub mod node;
+mod pressure;
 mod probe;
 mod pullsecrets;
 mod sandbox;

@@ -8,6 +8,7 @@ use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
+use crate::pressure::Pressure;
 use crate::sysinfo::HostInfo;
 use crate::{Config, Error};
 
@@ -102,26 +103,36 @@ impl NodeReporter {
                "lastHeartbeatTime": now, "lastTransitionTime": entry.1})
     }
 
+    /// A pressure condition: `[reason, message]` for when `pressed`, and for when not.
+    fn pressure_condition(&mut self, kind: &str, pressed: bool, on: [&str; 2], off: [&str; 2]) -> Value {
+        let [reason, message] = if pressed { on } else { off };
+        self.condition(kind, pressed, reason, message)
+    }
+
     /// Writes the node's status: resources, addresses, software and conditions.
     pub async fn report(&mut self, ready: bool) -> Result<Node, Error> {
+        let pressure = Pressure::observe(&self.config.data_dir);
         let conditions = [
-            self.condition(
+            self.pressure_condition(
                 "MemoryPressure",
-                false,
-                "KubeletHasSufficientMemory",
-                "kubelet has sufficient memory available",
+                pressure.memory,
+                [
+                    "KubeletHasInsufficientMemory",
+                    "kubelet has insufficient memory available",
+                ],
+                ["KubeletHasSufficientMemory", "kubelet has sufficient memory available"],
             ),
-            self.condition(
+            self.pressure_condition(
                 "DiskPressure",
-                false,
-                "KubeletHasNoDiskPressure",
-                "kubelet has no disk pressure",
+                pressure.disk,
+                ["KubeletHasDiskPressure", "kubelet has disk pressure"],
+                ["KubeletHasNoDiskPressure", "kubelet has no disk pressure"],
             ),
-            self.condition(
+            self.pressure_condition(
                 "PIDPressure",
-                false,
-                "KubeletHasSufficientPID",
-                "kubelet has sufficient PID available",
+                pressure.pid,
+                ["KubeletHasInsufficientPID", "kubelet has insufficient PID available"],
+                ["KubeletHasSufficientPID", "kubelet has sufficient PID available"],
             ),
             if ready {
                 self.condition("Ready", true, "KubeletReady", "kubelet is posting ready status")

@@ -6,10 +6,12 @@ use std::path::Path;
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
+use crate::pressure::MEMORY_EVICTION_BYTES;
+
 /// Pods a node runs at most, as upstream's default `--max-pods`.
 pub const MAX_PODS: u32 = 110;
 /// Memory kept back from allocatable, as upstream's default hard eviction threshold.
-const EVICTION_MEMORY_KI: u64 = 100 * 1024;
+const EVICTION_MEMORY_KI: u64 = MEMORY_EVICTION_BYTES / 1024;
 
 /// The host facts a Node object reports.
 #[derive(Debug, Clone)]
