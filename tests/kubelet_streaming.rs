@@ -1,7 +1,8 @@
 //! Streaming through the API server to the kubelet's own HTTPS port, driven with the real
 //! kubectl (and kube-rs): `logs` (tail, timestamps, containers, previous, follow), `exec`
-//! (stdout, stderr, exit codes, stdin, a TTY, the SPDY fallback), `cp`, `attach` and
-//! `port-forward` (WebSocket-tunnelled SPDY, raw SPDY). These tests need root, as CI has.
+//! (stdout, stderr, exit codes, stdin, a TTY, the SPDY fallback), `cp`, `attach` and `run -i` /
+//! `run -it` (stdin, stdinOnce, a terminal), and `port-forward` (WebSocket-tunnelled SPDY, raw
+//! SPDY). These tests need root, as CI has.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -332,15 +333,115 @@ spec:
     c.kubectl(&["cp", "box:/tmp/upload.txt", &back_arg, "-c", "main"])?;
     assert_eq!(std::fs::read_to_string(&back)?, content);
 
-    // attach shows what the container writes from now on; stdin and a TTY are refused clearly.
+    // attach shows what the container writes from now on; stdin only where the spec keeps it.
     let attach = Background::start(&c, &[], &["attach", "box", "-c", "side"])?;
     attach.line(Duration::from_secs(20), |l| l.starts_with("side "))?;
     drop(attach);
     let err = c.kubectl_fails(&["attach", "-i", "box", "-c", "side"])?;
     assert!(
-        err.contains("attaching to the stdin of container \"side\" is not supported"),
+        err.contains("container \"side\" in pod \"box\" does not keep stdin open"),
         "{err}"
     );
+    Ok(())
+}
+
+#[test]
+fn run_and_attach_with_stdin_and_a_terminal() -> Result<()> {
+    let c = Cluster::start_node(25)?;
+    let image = format!("--image={IMAGE}");
+    // `run -i`: the pod keeps stdin open for the first attach, and ends when that input ends.
+    let args = [
+        "run",
+        "reader",
+        "-i",
+        "--rm",
+        "--restart=Never",
+        &image,
+        "--",
+        "sh",
+        "-c",
+        "while read line; do echo \"got $line\"; done; echo bye",
+    ];
+    let (code, out, err) = kubectl_env(&c, &[], &args, Some(b"one\ntwo\n"))?;
+    let out = String::from_utf8(out)?;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("got one\ngot two\nbye\n"), "{out}{err}");
+    assert!(
+        out.contains("pod \"reader\" deleted"),
+        "--rm deletes the pod: {out}{err}"
+    );
+
+    // `attach -i` to a running pod's stdin, twice: it stays open without stdinOnce.
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: echo}}
+spec:
+  containers:
+  - {{name: echo, image: "{IMAGE}", stdin: true, command: [sh, -c, "while read line; do echo \"echo $line\"; done"]}}
+"#
+    ))?;
+    c.wait_pod("echo", "the pod to run", running)?;
+    for word in ["first", "second"] {
+        let mut attach = c
+            .kubectl_cmd(&["attach", "-i", "echo"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let mut stdin = attach.stdin.take().context("stdin")?;
+        let mut lines = BufReader::new(attach.stdout.take().context("stdout")?).lines();
+        // kubectl may connect after the first write: repeat until the echo comes back.
+        let (tx, echoed) = mpsc::channel();
+        std::thread::spawn(move || {
+            let found = lines.any(|l| l.is_ok_and(|l| l.starts_with("echo ")));
+            let _ = tx.send(found);
+        });
+        let mut seen = false;
+        for _ in 0..40 {
+            writeln!(stdin, "{word}")?;
+            if let Ok(found) = echoed.recv_timeout(Duration::from_millis(500)) {
+                seen = found;
+                break;
+            }
+        }
+        let _ = attach.kill();
+        let _ = attach.wait();
+        assert!(seen, "attach -i echoed {word}");
+    }
+
+    // `run -it` under script(1), which gives kubectl the terminal it needs to ask for one.
+    let kubectl_line = format!(
+        "kubectl --kubeconfig={} --cache-dir={} run term -it --rm --restart=Never {image} -- sh -c 'read x; tty; echo \"got $x\"; exit 5'",
+        c.kubeconfig.display(),
+        c.dir.path().join("kubectl-cache").display()
+    );
+    let mut script = Command::new("script")
+        .args(["-qec", &kubectl_line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut input = script.stdin.take().context("stdin")?;
+    let typist = std::thread::spawn(move || {
+        // Typed until the container has read it (the pod may still be starting).
+        for _ in 0..60 {
+            if writeln!(input, "typed").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    });
+    let out = script.wait_with_output()?;
+    let _ = typist.join();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/dev/pts/"), "the container has a terminal: {text}");
+    assert!(text.contains("got typed"), "{text}");
+    assert_eq!(out.status.code(), Some(5), "{text}");
+    eventually_blocking("the --rm pods to go", || {
+        let pods = c.kubectl(&["get", "pods", "-o", "name"])?;
+        Ok(!pods.contains("reader") && !pods.contains("term"))
+    })?;
     Ok(())
 }
 

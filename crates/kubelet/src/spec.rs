@@ -190,6 +190,7 @@ pub fn container_config(inputs: Inputs<'_>) -> Result<ContainerConfig, ConfigErr
     config.resources = resources(container);
     config.tty = container.tty.unwrap_or(false);
     config.stdin = container.stdin.unwrap_or(false);
+    config.stdin_once = container.stdin_once.unwrap_or(false);
     let meta = &pod.metadata;
     config.labels = BTreeMap::from([
         (labels::POD_UID.to_string(), meta.uid.clone().unwrap_or_default()),

@@ -67,10 +67,12 @@ pub struct ContainerConfig {
     pub capabilities_drop: Vec<String>,
     /// Resource limits.
     pub resources: Resources,
-    /// Asked for a terminal. Not supported yet: the container gets pipes either way.
+    /// Run with a terminal: its output is all on stdout, and attached clients can resize it.
     pub tty: bool,
-    /// Asked for an open stdin. Not supported yet: stdin is /dev/null.
+    /// Keep stdin open for attached clients ([`Runtime::attach`]); otherwise stdin is /dev/null.
     pub stdin: bool,
+    /// Close stdin when the first attached client that wrote to it goes away.
+    pub stdin_once: bool,
     /// Where the shim writes the container's output, in the CRI log format.
     pub log_path: PathBuf,
     /// The kubelet's own data, kept and returned as is.
@@ -96,6 +98,7 @@ impl ContainerConfig {
             resources: Resources::default(),
             tty: false,
             stdin: false,
+            stdin_once: false,
             log_path: log_path.into(),
             labels: BTreeMap::new(),
         }
@@ -203,6 +206,17 @@ pub(crate) struct ContainerRecord {
     pub cgroups_path: String,
     /// The host's cgroup layout.
     pub cgroup_mode: CgroupMode,
+    /// How the container's stdio is set up; records from before it existed had pipes only.
+    #[serde(default)]
+    pub stdio: StdioRecord,
+}
+
+/// The stdio choices of [`ContainerConfig`] the shim needs.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub(crate) struct StdioRecord {
+    pub tty: bool,
+    pub stdin: bool,
+    pub stdin_once: bool,
 }
 
 /// `started.json`, written by the shim.
@@ -340,6 +354,11 @@ impl Runtime {
             runc: self.runc().clone(),
             cgroups_path,
             cgroup_mode: mode,
+            stdio: StdioRecord {
+                tty: cfg.tty,
+                stdin: cfg.stdin,
+                stdin_once: cfg.stdin_once,
+            },
         };
         write_json_atomic(&dir.join("container.json"), &record)?;
         Ok(record.container)

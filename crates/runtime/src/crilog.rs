@@ -155,10 +155,11 @@ pub(crate) fn format_entry(out: &mut Vec<u8>, time: &str, stream: Stream, partia
     out.push(b'\n');
 }
 
-/// Copies `reader` (a pipe from the container) into the log until it ends, one write per read
-/// so entries of the two streams do not interleave. Write errors lose output but do not stop
-/// the reading, so the container never blocks on a full pipe.
-pub(crate) fn copy(mut reader: impl Read, stream: Stream, log: &Mutex<RotatingLog>) {
+/// Copies `reader` (a pipe from the container, or its terminal) into the log until it ends, one
+/// write per read so entries of the two streams do not interleave, and hands each read to `tap`
+/// as it came. Write errors lose output but do not stop the reading, so the container never
+/// blocks on a full pipe.
+pub(crate) fn copy(mut reader: impl Read, stream: Stream, log: &Mutex<RotatingLog>, mut tap: impl FnMut(&[u8])) {
     let mut splitter = LineSplitter::default();
     let mut buf = vec![0u8; 32 * 1024];
     loop {
@@ -187,6 +188,9 @@ pub(crate) fn copy(mut reader: impl Read, stream: Stream, log: &Mutex<RotatingLo
         if done {
             return;
         }
+        // After the log: whoever saw output may rely on the log holding every complete line
+        // of it.
+        tap(&buf[..n]);
     }
 }
 
@@ -271,8 +275,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
         let log = Mutex::new(RotatingLog::open(&path).unwrap());
-        copy(&b"hello\nworld"[..], Stream::Stdout, &log);
-        copy(&b"oops\n"[..], Stream::Stderr, &log);
+        let mut tapped = Vec::new();
+        copy(&b"hello\nworld"[..], Stream::Stdout, &log, |data| {
+            tapped.extend_from_slice(data)
+        });
+        copy(&b"oops\n"[..], Stream::Stderr, &log, |data| {
+            tapped.extend_from_slice(data)
+        });
+        assert_eq!(tapped, b"hello\nworldoops\n");
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3);

@@ -48,6 +48,7 @@
 
 #![warn(missing_docs)]
 
+mod attach;
 mod cgroup;
 mod cni;
 mod container;
@@ -70,6 +71,7 @@ mod store;
 mod unpack;
 mod user;
 
+pub use attach::{AttachInput, AttachOutput, Output, attach_stream};
 pub use cgroup::CgroupMode;
 pub use cni::CniConfig;
 pub use container::{Container, ContainerConfig, ContainerState, ContainerStatus, Mount, Resources, UserSpec};

@@ -166,10 +166,15 @@ pub(crate) fn generate(input: &SpecInput) -> Result<Spec> {
         .map_err(spec_error)?;
 
     let mut process = Process::default();
-    process.set_terminal(Some(false));
+    process.set_terminal(Some(cfg.tty));
     process.set_user(user);
     process.set_args(Some(args));
-    process.set_env(Some(environment(&input.image.env, &cfg.env, &input.sandbox.hostname)));
+    let mut env = environment(&input.image.env, &cfg.env, &input.sandbox.hostname);
+    // As containerd does: programs on a terminal look for TERM to know how to draw on it.
+    if cfg.tty && !env.iter().any(|v| v.starts_with("TERM=")) {
+        env.push("TERM=xterm".to_string());
+    }
+    process.set_env(Some(env));
     process.set_cwd(cwd.into());
     process.set_capabilities(Some(capabilities));
     // Resource limits are inherited from kate, as with Docker and containerd.

@@ -15,8 +15,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kate_runtime::{
-    CniConfig, ContainerConfig, ContainerState, ContainerStatus, Error, ImageRef, ImageStore, PortMapping, Protocol,
-    Resources, Runtime, RuntimeOptions, Sandbox, SandboxConfig, Timestamp,
+    CniConfig, ContainerConfig, ContainerState, ContainerStatus, Error, ImageRef, ImageStore, Output, PortMapping,
+    Protocol, Resources, Runtime, RuntimeOptions, Sandbox, SandboxConfig, Timestamp,
 };
 use kate_testkit::{busybox_archive, require, require_root};
 
@@ -553,4 +553,84 @@ async fn host_network_pods_use_the_host_namespaces() {
     assert_eq!(fx.exec(&c.id, &["hostname"]).await, host);
     fx.cleanup().await;
     assert!(!sandbox.dir.exists());
+}
+
+/// Reads an attach connection's output until it contains `want`; all of it.
+async fn read_until(output: &mut kate_runtime::AttachOutput, want: &str) -> String {
+    let mut seen = String::new();
+    let deadline = Duration::from_secs(20);
+    while !seen.contains(want) {
+        let next = tokio::time::timeout(deadline, output.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {want:?} in the attached output {seen:?}"))
+            .unwrap();
+        match next {
+            Some(Output::Stdout(data) | Output::Stderr(data)) => seen.push_str(&String::from_utf8_lossy(&data)),
+            None => panic!("the output ended without {want:?}: {seen:?}"),
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn attached_clients_share_the_output_and_write_stdin_once() {
+    let fx = Fixture::new(8);
+    let sandbox = fx.runtime.run_sandbox(&fx.sandbox_config("attach")).await.unwrap();
+    let mut cfg = fx.container("attach", "while read line; do echo \"got $line\"; done; echo bye >&2");
+    cfg.stdin = true;
+    cfg.stdin_once = true;
+    fx.run(&sandbox, &cfg).await;
+    fx.wait_for(&cfg.id, ContainerState::Running).await;
+    let (mut out_a, mut in_a) = fx.runtime.attach(&cfg.id).await.unwrap();
+    let (mut out_b, _in_b) = fx.runtime.attach(&cfg.id).await.unwrap();
+    in_a.stdin(b"one\n").await.unwrap();
+    read_until(&mut out_a, "got one").await;
+    read_until(&mut out_b, "got one").await;
+    // The first client's end of input is the container's: it says bye and exits.
+    in_a.close_stdin().await.unwrap();
+    for output in [&mut out_a, &mut out_b] {
+        read_until(output, "bye").await;
+        let end = tokio::time::timeout(Duration::from_secs(20), output.next())
+            .await
+            .unwrap();
+        assert_eq!(end.unwrap(), None, "the stream ends with the container");
+    }
+    let status = fx.wait_for(&cfg.id, ContainerState::Exited).await;
+    assert_eq!(status.exit_code, Some(0));
+    let logged: Vec<String> = log_entries(&cfg.log_path).into_iter().map(|e| e.3).collect();
+    assert_eq!(logged, ["got one", "bye"]);
+    assert!(matches!(fx.runtime.attach(&cfg.id).await, Err(Error::NotRunning(_))));
+
+    // Without stdin, the container reads the end of input at once.
+    let closed = fx.container("nostdin", "cat; echo done");
+    fx.run(&sandbox, &closed).await;
+    assert_eq!(fx.wait_for(&closed.id, ContainerState::Exited).await.exit_code, Some(0));
+    fx.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_terminal_is_resized_and_echoes_input() {
+    let fx = Fixture::new(9);
+    let sandbox = fx.runtime.run_sandbox(&fx.sandbox_config("tty")).await.unwrap();
+    let mut cfg = fx.container(
+        "tty",
+        "[ -t 0 ] && echo \"tty $TERM\"; read x; echo \"size $(stty size) got $x\"",
+    );
+    cfg.stdin = true;
+    cfg.tty = true;
+    fx.run(&sandbox, &cfg).await;
+    fx.wait_for(&cfg.id, ContainerState::Running).await;
+    let (mut output, mut input) = fx.runtime.attach(&cfg.id).await.unwrap();
+    input.resize(100, 30).await.unwrap();
+    // The terminal turns the carriage return of Enter into a newline, and echoes what is typed.
+    input.stdin(b"hi\r").await.unwrap();
+    let seen = read_until(&mut output, "got hi").await;
+    assert!(seen.contains("hi\r\n"), "the terminal echoes input: {seen:?}");
+    assert!(seen.contains("size 30 100 got hi"), "{seen:?}");
+    assert_eq!(fx.wait_for(&cfg.id, ContainerState::Exited).await.exit_code, Some(0));
+    // A terminal has one output: everything is logged as stdout.
+    let logged = log_entries(&cfg.log_path);
+    assert!(logged.iter().all(|e| e.1 == "stdout"), "{logged:?}");
+    assert!(logged.iter().any(|e| e.3.contains("tty xterm")), "{logged:?}");
+    fx.cleanup().await;
 }

@@ -1,5 +1,5 @@
-//! Container logs read back from the CRI log files the runtime writes (`kubectl logs`, and the
-//! output side of `kubectl attach`), with upstream's options: `tailLines`, `sinceSeconds` /
+//! Container logs read back from the CRI log files the runtime writes (`kubectl logs`), with
+//! upstream's options: `tailLines`, `sinceSeconds` /
 //! `sinceTime`, `timestamps`, `limitBytes`, `follow` and `previous`.
 //!
 //! Each file line is `<RFC 3339 time> <stdout|stderr> <P|F> <content>`: `F` ends a line (its
@@ -238,21 +238,13 @@ pub fn tail_offset<F: Read + Seek>(file: &mut F, n: u64) -> io::Result<u64> {
     Ok(0)
 }
 
-/// Where reading starts.
-#[derive(Debug, Clone, Copy)]
-pub enum Start {
-    /// At the first of the last N lines (all of them when None).
-    Tail(Option<u64>),
-    /// At the end: only what is logged from now on.
-    End,
-}
-
-/// Reads complete lines of the log at `path` and sends them in batches. Without `running` it
+/// Reads complete lines of the log at `path`, from the first of the last `tail` lines (all of
+/// them when None), and sends them in batches. Without `running` it
 /// stops at the end of the file; with it, it keeps waiting for more until `running` says the
 /// container ended (then reads what is left) or the receiver goes away.
 pub async fn read_lines(
     path: PathBuf,
-    start: Start,
+    tail: Option<u64>,
     running: Option<Box<dyn Fn() -> bool + Send>>,
     tx: mpsc::Sender<Vec<Vec<u8>>>,
 ) -> io::Result<()> {
@@ -264,10 +256,9 @@ pub async fn read_lines(
     };
     let mut file = file.into_std().await;
     let offset = tokio::task::spawn_blocking(move || -> io::Result<(std::fs::File, u64)> {
-        let offset = match start {
-            Start::Tail(Some(n)) => tail_offset(&mut file, n)?,
-            Start::Tail(None) => 0,
-            Start::End => file.seek(SeekFrom::End(0))?,
+        let offset = match tail {
+            Some(n) => tail_offset(&mut file, n)?,
+            None => 0,
         };
         Ok((file, offset))
     })
@@ -458,11 +449,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.log");
         std::fs::write(&path, LOG).unwrap();
-        let collect = |start: Start| {
+        let collect = |tail: Option<u64>| {
             let path = path.clone();
             async move {
                 let (tx, mut rx) = mpsc::channel(4);
-                let reader = tokio::spawn(read_lines(path, start, None, tx));
+                let reader = tokio::spawn(read_lines(path, tail, None, tx));
                 let mut lines = Vec::new();
                 while let Some(batch) = rx.recv().await {
                     lines.extend(batch);
@@ -471,8 +462,8 @@ mod tests {
                 lines
             }
         };
-        assert_eq!(collect(Start::Tail(None)).await.len(), 5);
-        let last = collect(Start::Tail(Some(2))).await;
+        assert_eq!(collect(None).await.len(), 5);
+        let last = collect(Some(2)).await;
         assert_eq!(last.len(), 2);
         assert!(last[0].ends_with(b"stdout F ee\n"));
 
@@ -482,7 +473,7 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(4);
         let reader = tokio::spawn(read_lines(
             path.clone(),
-            Start::End,
+            Some(0),
             Some(Box::new(move || flag.load(std::sync::atomic::Ordering::Relaxed))),
             tx,
         ));

@@ -47,7 +47,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::Shared;
 use crate::spec::labels;
-use logs::{LogOptions, Start};
+use logs::LogOptions;
 use remotecommand::StreamOptions;
 
 /// The group whose members may use the kubelet's API (as upstream's `system:masters`).
@@ -310,10 +310,18 @@ async fn find_pod(shared: &Shared, ns: &str, name: &str) -> Result<Pod, HttpErro
 
 /// Whether the pod has a container (or init or ephemeral container) of that name.
 fn has_container(pod: &Pod, name: &str) -> bool {
-    let Some(spec) = &pod.spec else { return false };
-    spec.containers.iter().any(|c| c.name == name)
-        || spec.init_containers.iter().flatten().any(|c| c.name == name)
-        || spec.ephemeral_containers.iter().flatten().any(|c| c.name == name)
+    keeps_stdin(pod, name).is_some()
+}
+
+/// Whether the pod's container `name` keeps its stdin open for attaching; `None` without one.
+fn keeps_stdin(pod: &Pod, name: &str) -> Option<bool> {
+    let spec = pod.spec.as_ref()?;
+    let containers = spec.containers.iter().chain(spec.init_containers.iter().flatten());
+    containers
+        .map(|c| (&c.name, c.stdin))
+        .chain(spec.ephemeral_containers.iter().flatten().map(|c| (&c.name, c.stdin)))
+        .find(|(n, _)| *n == name)
+        .map(|(_, stdin)| stdin.unwrap_or(false))
 }
 
 /// The runtime ID in a status `containerID` (`kate://ID`).
@@ -412,9 +420,9 @@ async fn container_logs(
     });
     let (line_tx, line_rx) = mpsc::channel(4);
     let (body_tx, body_rx) = mpsc::channel::<Bytes>(8);
-    let start = Start::Tail(opts.tail_lines);
+    let tail = opts.tail_lines;
     tokio::spawn(async move {
-        if let Err(e) = logs::read_lines(path.clone(), start, running, line_tx).await {
+        if let Err(e) = logs::read_lines(path.clone(), tail, running, line_tx).await {
             tracing::warn!(path = %path.display(), error = %e, "reading a container log failed");
         }
     });
@@ -587,9 +595,15 @@ async fn remote_command(
         ));
     }
     let pod = find_pod(shared, ns, pod_name).await?;
-    if !has_container(&pod, container) {
+    let Some(stdin) = keeps_stdin(&pod, container) else {
         return Err(HttpError::not_found(format!("container not found ({container:?})")));
-    }
+    };
+    // Said in the stream, where kubectl prints it, rather than as a refused upgrade.
+    let no_stdin = (kind == Kind::Attach && opts.stdin && !stdin).then(|| {
+        format!(
+            "container {container:?} in pod {pod_name:?} does not keep stdin open (set stdin: true in its spec to attach to it with -i)"
+        )
+    });
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let instance = running_container(shared, &uid, container)
         .ok_or_else(|| HttpError::bad_request(format!("container {container:?} in pod {pod_name:?} is not running")))?;
@@ -604,7 +618,6 @@ async fn remote_command(
     };
     tracing::debug!(pod = pod_name, container, command = ?argv, ?opts, "{what}");
     let runtime = shared.runtime.clone();
-    let container = container.to_string();
     upgraded(req, transport, move |transport| async move {
         let streams = match transport {
             Transport::WebSocket(ws) => websocket::channels(*ws, opts),
@@ -632,18 +645,13 @@ async fn remote_command(
                 Err(e) => remotecommand::fail(streams, &e.to_string()).await,
             },
             Kind::Attach => {
-                if opts.tty {
-                    return remotecommand::fail(streams, &remotecommand::no_tty_attach(&container)).await;
-                }
-                if opts.stdin {
-                    let message = format!(
-                        "attaching to the stdin of container {container:?} is not supported: kate's container runtime does not keep a container's stdin open"
-                    );
+                if let Some(message) = no_stdin {
                     return remotecommand::fail(streams, &message).await;
                 }
-                let id = instance.id.clone();
-                let running = Box::new(move || still_running(&runtime, &id));
-                remotecommand::attach(instance.log_path.clone(), running, opts, streams).await
+                match runtime.attach(&instance.id).await {
+                    Ok(conn) => remotecommand::attach(conn, opts, streams).await,
+                    Err(e) => remotecommand::fail(streams, &e.to_string()).await,
+                }
             }
         }
     })

@@ -3,17 +3,16 @@
 //! they travel as WebSocket channels or as SPDY streams. The last output is always a
 //! `metav1.Status` saying how it ended, as upstream's `v4.channel.k8s.io` and later report it.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use kate_runtime::{AttachInput, AttachOutput, Output as ContainerOutput};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
-use super::logs::{self, Start};
 use super::pty::Pty;
 use super::spdy;
 
@@ -90,14 +89,6 @@ pub fn error_status(message: &str) -> Value {
         "details": {"causes": [{"message": message}]},
         "code": 500,
     })
-}
-
-/// What an attach with a TTY is told while the runtime gives containers pipes only.
-pub fn no_tty_attach(container: &str) -> String {
-    format!(
-        "attaching with a TTY is not supported: kate's container runtime gives containers pipes, not terminals; \
-         attach without -t, or use exec -it (container {container:?})"
-    )
 }
 
 /// Copies a pipe to the client until it ends.
@@ -283,45 +274,65 @@ pub async fn exec_tty(command: tokio::process::Command, argv: Vec<String>, strea
     let _ = output.send(Output::Status(status)).await;
 }
 
-/// Streams a running container's output from its log, from now until it ends.
-pub async fn attach(log: PathBuf, running: Box<dyn Fn() -> bool + Send>, opts: StreamOptions, streams: Streams) {
-    let Streams { output, mut gone, .. } = streams;
-    let (tx, mut lines) = mpsc::channel(8);
-    let reader = tokio::spawn(logs::read_lines(log, Start::End, Some(running), tx));
-    loop {
-        let batch = tokio::select! {
-            batch = lines.recv() => batch,
+/// Attaches the client to a running container through its shim: the container's output from
+/// now until it ends, and the client's stdin and terminal sizes to it.
+pub async fn attach(conn: (AttachOutput, AttachInput), opts: StreamOptions, streams: Streams) {
+    let Streams {
+        mut stdin,
+        mut resize,
+        output,
+        mut gone,
+    } = streams;
+    let (mut from, mut to) = conn;
+    let input = tokio::spawn(async move {
+        while stdin.is_some() || resize.is_some() {
+            tokio::select! {
+                data = next(&mut stdin) => match data {
+                    Some(data) => if to.stdin(&data).await.is_err() { return },
+                    None => {
+                        stdin = None;
+                        let _ = to.close_stdin().await;
+                    }
+                },
+                size = next(&mut resize) => match size {
+                    Some(size) => if to.resize(size.width, size.height).await.is_err() { return },
+                    None => resize = None,
+                },
+            }
+        }
+    });
+    let status = loop {
+        let chunk = tokio::select! {
+            chunk = from.next() => chunk,
             _ = &mut gone => {
-                reader.abort();
+                input.abort();
                 return;
             }
         };
-        let Some(batch) = batch else { break };
-        for line in &batch {
-            let Some(entry) = logs::parse_entry(line) else { continue };
-            let mut data = entry.content.to_vec();
-            if !entry.partial {
-                data.push(b'\n');
-            }
-            let out = match entry.stream {
-                logs::Stream::Stdout if opts.stdout => Output::Stdout(data.into()),
-                logs::Stream::Stderr if opts.stderr => Output::Stderr(data.into()),
-                // With a TTY everything would be on stdout.
-                logs::Stream::Stderr if opts.stdout && opts.tty => Output::Stdout(data.into()),
-                _ => continue,
-            };
-            if output.send(out).await.is_err() {
-                reader.abort();
-                return;
-            }
+        let out = match chunk {
+            Ok(Some(ContainerOutput::Stdout(data))) if opts.stdout => Output::Stdout(data.into()),
+            Ok(Some(ContainerOutput::Stderr(data))) if opts.stderr => Output::Stderr(data.into()),
+            // A client with a terminal has no stderr stream: a container without one still has.
+            Ok(Some(ContainerOutput::Stderr(data))) if opts.stdout && opts.tty => Output::Stdout(data.into()),
+            Ok(Some(_)) => continue,
+            Ok(None) => break success(),
+            Err(e) => break error_status(&format!("reading the container's output: {e}")),
+        };
+        if output.send(out).await.is_err() {
+            input.abort();
+            return;
         }
-    }
-    let status = match reader.await {
-        Ok(Ok(())) => success(),
-        Ok(Err(e)) => error_status(&format!("reading the container's output: {e}")),
-        Err(e) => error_status(&format!("reading the container's output: {e}")),
     };
+    input.abort();
     let _ = output.send(Output::Status(status)).await;
+}
+
+/// The next item of a stream the client may not have; never, without it.
+async fn next<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Ends a session at once with a failure Status.
@@ -516,33 +527,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn attach_follows_the_log_until_the_container_ends() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("0.log");
-        std::fs::write(&path, "2024-01-02T03:04:05Z stdout F before\n").unwrap();
-        let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let flag = running.clone();
-        let (s, _stdin, out, _gone) = streams(false);
+    async fn attach_relays_the_shims_frames_both_ways() {
+        let (kubelet_end, mut shim) = tokio::net::UnixStream::pair().unwrap();
+        let (s, stdin, out, _gone) = streams(true);
         let opts = StreamOptions {
+            stdin: true,
             stdout: true,
             stderr: true,
-            ..Default::default()
+            tty: false,
         };
-        let task = tokio::spawn(attach(
-            path.clone(),
-            Box::new(move || flag.load(std::sync::atomic::Ordering::Relaxed)),
-            opts,
-            s,
-        ));
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
-        std::io::Write::write_all(
-            &mut f,
-            b"2024-01-02T03:04:06Z stdout P hel\n2024-01-02T03:04:06Z stdout F lo\n2024-01-02T03:04:07Z stderr F oops\n",
-        )
-        .unwrap();
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        running.store(false, std::sync::atomic::Ordering::Relaxed);
+        let task = tokio::spawn(attach(kate_runtime::attach_stream(kubelet_end), opts, s));
+        // Frames: a kind byte (1 stdout, 2 stderr; 0 stdin, 3 its end), a big-endian length.
+        shim.write_all(b"\x01\x00\x00\x00\x06hello\n\x02\x00\x00\x00\x05oops\n")
+            .await
+            .unwrap();
+        stdin.send(Bytes::from_static(b"abc")).await.unwrap();
+        drop(stdin);
+        let mut input = [0u8; 13];
+        shim.read_exact(&mut input).await.unwrap();
+        assert_eq!(&input, b"\x00\x00\x00\x00\x03abc\x03\x00\x00\x00\x00");
+        // The container ended: the shim closes the connection.
+        drop(shim);
         let (o, e, status) = collect(out).await;
         task.await.unwrap();
         assert_eq!(o, "hello\n");

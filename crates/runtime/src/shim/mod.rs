@@ -6,9 +6,11 @@
 //! pipe, reads the report from the pipe, and exits with it: the supervisor is orphaned and
 //! adopted by init, so it outlives kate and is never kate's zombie.
 //!
-//! The supervisor (`shim run`) becomes a child subreaper, runs `runc create` with two pipes as
-//! the container's stdout and stderr, starts copying them to the log file in the CRI format,
-//! runs `runc start`, records `started.json` and reports success. The container's init process,
+//! The supervisor (`shim run`) becomes a child subreaper, listens on the attach socket, runs
+//! `runc create` with two pipes as the container's stdout and stderr (and one as its stdin when
+//! it keeps stdin open), or with a terminal that runc creates and sends back on the console
+//! socket, starts copying the output to the log file in the CRI format and to attached clients
+//! ([`hub`]), runs `runc start`, records `started.json` and reports success. The container's init process,
 //! orphaned when `runc create` exits, is then its child: it waits for it, reads the memory
 //! cgroup's OOM-kill count, records `exit.json` atomically, and deletes the container from runc.
 //! Plain threads, no async runtime.
@@ -16,6 +18,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -27,11 +30,17 @@ use jiff::Timestamp;
 use rustix::pipe::{PipeFlags, pipe_with};
 use rustix::process::{WaitOptions, getpid, set_child_subreaper, wait};
 
+use crate::attach;
 use crate::cgroup;
 use crate::container::{ContainerRecord, Exited, Started, proc_start_time};
 use crate::crilog::{self, Stream};
 use crate::error::{Error, IoContext, Result};
 use crate::state::{read_json, write_json_atomic};
+
+mod console;
+mod hub;
+
+use hub::{Hub, Input};
 
 /// How long to wait for the container's output to drain after its init process ended.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -123,6 +132,10 @@ struct Supervisor {
     pid: i32,
     /// One message per output copier that finished.
     drained: Receiver<()>,
+    /// How many output copiers there are: stdout and stderr, or the terminal.
+    outputs: usize,
+    /// The attached clients.
+    hub: Arc<Hub>,
 }
 
 impl Supervisor {
@@ -150,23 +163,54 @@ impl Supervisor {
                 error: e.into(),
             })
         };
-        let (out_read, out_write) = pipe()?;
-        let (err_read, err_write) = pipe()?;
+        // Sockets are bound and passed to runc through this descriptor: see `crate::attach`.
+        let dir_fd = attach::open_dir(dir, true)?;
+        let bind = |name: &str| {
+            let path = attach::short_path(&dir_fd, name);
+            let _ = std::fs::remove_file(&path);
+            UnixListener::bind(&path).ctx("listening on", &dir.join(name))
+        };
+        let attach_listener = bind(attach::SOCKET)?;
+        let stdio = record.stdio;
         let pid_file = dir.join("init.pid");
-
-        // The command (and with it this process's copies of the write ends) is dropped after it
-        // ran, so the pipes end when the container's processes are gone.
-        let created = runc("create")
+        let mut create = runc("create");
+        create
             .arg("--bundle")
             .arg(dir)
             .arg("--pid-file")
             .arg(&pid_file)
-            .arg(&id)
             .stdin(Stdio::null())
-            .stdout(Stdio::from(out_write))
-            .stderr(Stdio::from(err_write))
-            .status()
-            .ctx("running", &record.runc.path)?;
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let console_listener = if stdio.tty {
+            create
+                .arg("--console-socket")
+                .arg(attach::short_path(&dir_fd, console::SOCKET));
+            Some(bind(console::SOCKET)?)
+        } else {
+            None
+        };
+        // The container's own ends of its pipes go to runc and are dropped with the command
+        // after it ran, so the pipes end when the container's processes are gone.
+        let mut outputs = Vec::new();
+        let mut input = Input::None;
+        if !stdio.tty {
+            for stream in [Stream::Stdout, Stream::Stderr] {
+                let (read, write) = pipe()?;
+                match stream {
+                    Stream::Stdout => create.stdout(Stdio::from(write)),
+                    Stream::Stderr => create.stderr(Stdio::from(write)),
+                };
+                outputs.push((File::from(read), stream));
+            }
+            if stdio.stdin {
+                let (read, write) = pipe()?;
+                create.stdin(Stdio::from(read));
+                input = Input::Pipe(File::from(write));
+            }
+        }
+        let created = create.arg(&id).status().ctx("running", &record.runc.path)?;
+        drop(create);
         if !created.success() {
             let _ = runc("delete").args(["--force", &id]).output();
             return Err(Error::Command {
@@ -174,16 +218,43 @@ impl Supervisor {
                 message: last_error(&runc_log).unwrap_or_else(|| created.to_string()),
             });
         }
+        let mut master = None;
+        if let Some(listener) = console_listener {
+            let terminal = console::receive_master(&listener)
+                .and_then(|fd| Ok((fd.try_clone()?, fd.try_clone()?, fd)))
+                .ctx("receiving the terminal from", &dir.join(console::SOCKET));
+            let (output, writer, resizer) = match terminal {
+                Ok(fds) => fds,
+                Err(e) => {
+                    let _ = runc("delete").args(["--force", &id]).output();
+                    return Err(e);
+                }
+            };
+            outputs.push((File::from(output), Stream::Stdout));
+            if stdio.stdin {
+                input = Input::Terminal(File::from(writer));
+            }
+            master = Some(resizer);
+        }
+        drop(dir_fd);
+        let hub = Hub::new(input, stdio.stdin_once, master);
+        hub.serve(attach_listener);
 
         let log_path = &record.container.log_path;
         let log = crilog::RotatingLog::open(log_path).ctx("opening", log_path)?;
         let log = Arc::new(Mutex::new(log));
         let (done, drained) = mpsc::channel();
-        for (fd, stream) in [(out_read, Stream::Stdout), (err_read, Stream::Stderr)] {
+        let outputs_count = outputs.len();
+        for (reader, stream) in outputs {
             let log = log.clone();
             let done = done.clone();
+            let hub = hub.clone();
+            let kind = match stream {
+                Stream::Stdout => attach::Kind::Stdout,
+                Stream::Stderr => attach::Kind::Stderr,
+            };
             std::thread::spawn(move || {
-                crilog::copy(File::from(fd), stream, &log);
+                crilog::copy(reader, stream, &log, |data| hub.publish(kind, data));
                 let _ = done.send(());
             });
         }
@@ -224,6 +295,8 @@ impl Supervisor {
             dir: dir.to_path_buf(),
             pid,
             drained,
+            outputs: outputs_count,
+            hub,
         })
     }
 
@@ -247,7 +320,7 @@ impl Supervisor {
         };
         // The rest of the output, once every process holding the pipes is gone.
         let deadline = Instant::now() + DRAIN_TIMEOUT;
-        for _ in 0..2 {
+        for _ in 0..self.outputs {
             if self
                 .drained
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
@@ -256,6 +329,7 @@ impl Supervisor {
                 break;
             }
         }
+        self.hub.finish();
         let oom_killed = cgroup::oom_kills(self.record.cgroup_mode, &self.record.cgroups_path).is_some_and(|n| n > 0);
         let exited = Exited {
             exit_code,
