@@ -297,9 +297,10 @@ async fn binding_assigns_a_pod_once() -> anyhow::Result<()> {
     use k8s_openapi::api::core::v1::{Binding, Pod};
     let c = Cluster::start()?;
     let pods: Api<Pod> = Api::namespaced(c.client().await?, "default");
-    let pod: Pod = serde_json::from_value(
-        json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}),
-    )?;
+    // Another scheduler's pod: the server's own scheduler would race the binding below with a
+    // PodScheduled=False of its own, as it finds no node.
+    let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {
+        "schedulerName": "by-hand", "containers": [{"name": "c", "image": "busybox"}]}}))?;
     pods.create(&PostParams::default(), &pod).await?;
     let binding: Binding =
         serde_json::from_value(json!({"metadata": {"name": "p"}, "target": {"kind": "Node", "name": "node-1"}}))?;

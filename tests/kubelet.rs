@@ -70,11 +70,10 @@ fn a_pod_runs_with_its_own_ip_and_reports_upstream_status() -> Result<()> {
             .any(|c| c["type"] == kind && c["status"] == "True");
         assert!(found, "condition {kind} is True: {}", p["status"]);
     }
-    let page = kate_e2e::http_response(&ip, 8080)?;
-    assert!(
-        page.contains("200 OK") || page.contains("404"),
-        "httpd answers on the pod IP: {page}"
-    );
+    // Running is not listening (the pod has no readiness probe): httpd may still be starting.
+    eventually_blocking("httpd to answer on the pod IP", || {
+        Ok(kate_e2e::http_response(&ip, 8080).is_ok_and(|page| page.contains("200 OK") || page.contains("404")))
+    })?;
     let wide = c.kubectl(&["get", "pod", "web", "-o", "wide"])?;
     assert!(wide.contains(&ip) && wide.contains("Running"), "{wide}");
 
