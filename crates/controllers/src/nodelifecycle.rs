@@ -161,9 +161,10 @@ impl NodeLifecycle {
     async fn pass(&mut self) {
         let now = Timestamp::now();
         let grace = SignedDuration::try_from(self.ctx.config.node_monitor_grace).unwrap_or(SignedDuration::MAX);
+        // Shared, not cloned: a pass runs every second over every node, and only the few it
+        // writes change.
         let mut nodes = Vec::new();
-        for node in self.nodes.state() {
-            let mut node = (*node).clone();
+        for mut node in self.nodes.state() {
             let lease = self
                 .leases
                 .get(&ObjectRef::new(&node.name_any()).within(NODE_LEASE_NAMESPACE));
@@ -172,7 +173,7 @@ impl NodeLifecycle {
                 && let Some(conditions) = stale_conditions(&node, now)
             {
                 node = match self.post_unknown(&node, conditions).await {
-                    Ok(updated) => updated,
+                    Ok(updated) => Arc::new(updated),
                     Err(e) => {
                         tracing::warn!(node = %node.name_any(), error = %e, "could not mark node status unknown");
                         node
@@ -218,13 +219,13 @@ impl NodeLifecycle {
                 self.mark_pods_not_ready(&name).await;
             }
             let wanted = desired_taints(&node, !disrupted, now);
-            if wanted != node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default() {
+            if wanted != taints_of(&node) {
                 match self.write_taints(&node, wanted).await {
-                    Ok(updated) => node = updated,
+                    Ok(updated) => node = Arc::new(updated),
                     Err(e) => tracing::warn!(node = %name, error = %e, "could not update node taints"),
                 }
             }
-            taints_by_node.insert(name.clone(), node.spec.and_then(|s| s.taints).unwrap_or_default());
+            taints_by_node.insert(name.clone(), taints_of(&node).to_vec());
             ready_now.insert(name, ready);
         }
         self.last_ready = ready_now;
@@ -459,10 +460,16 @@ fn stale_conditions(node: &Node, now: Timestamp) -> Option<Vec<NodeCondition>> {
     changed.then_some(conditions)
 }
 
+/// The node's taints.
+fn taints_of(node: &Node) -> &[Taint] {
+    node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or_default()
+}
+
 /// Whether every node that counts is not Ready (and there is at least one).
-fn all_disrupted(nodes: &[Node]) -> bool {
+fn all_disrupted<N: std::borrow::Borrow<Node>>(nodes: &[N]) -> bool {
     let mut counted = nodes
         .iter()
+        .map(|n| n.borrow())
         .filter(|n| !n.labels().contains_key(EXCLUDE_DISRUPTION))
         .peekable();
     counted.peek().is_some() && counted.all(|n| ready_status(n) != Some("True"))
@@ -740,7 +747,7 @@ mod tests {
     fn disruption_needs_every_counted_node_down() {
         let up = node(Some("True"), vec![]);
         let down = node(Some("Unknown"), vec![]);
-        assert!(!all_disrupted(&[]));
+        assert!(!all_disrupted::<Node>(&[]));
         assert!(!all_disrupted(&[up.clone(), down.clone()]));
         assert!(all_disrupted(std::slice::from_ref(&down)));
         let mut excluded = up;
