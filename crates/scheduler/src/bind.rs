@@ -82,6 +82,16 @@ fn reference(pod: &PodInfo) -> ObjectReference {
     }
 }
 
+/// The status patch of a pod that fits nowhere, pinned to the version the decision was made on:
+/// a pod bound (or changed) in the meantime refuses it with a conflict instead of being marked
+/// unschedulable after the fact.
+fn unschedulable_patch(pod: &PodInfo, status: Value) -> Value {
+    if pod.resource_version.is_empty() {
+        return json!({ "status": status });
+    }
+    json!({"metadata": {"resourceVersion": pod.resource_version}, "status": status})
+}
+
 fn now() -> String {
     jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
@@ -198,7 +208,7 @@ impl Writer {
         if let Some(n) = nominated {
             status["nominatedNodeName"] = n;
         }
-        self.patch_status(pod, json!({ "status": status }));
+        self.patch_status(pod, unschedulable_patch(pod, status));
     }
 
     /// Clears a pod's nomination (preemption gave its node to a more important pod).
@@ -256,5 +266,21 @@ impl Writer {
                 tracing::warn!(%namespace, %name, error = %e, "could not delete the victim");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unschedulable_patches_are_pinned_to_the_pod_version_seen() {
+        let mut pod = crate::pod::tests::pod(json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {}}));
+        pod.resource_version = "42".into();
+        let patch = unschedulable_patch(&pod, json!({"conditions": []}));
+        assert_eq!(patch["metadata"]["resourceVersion"], "42");
+        assert_eq!(patch["status"], json!({"conditions": []}));
+        pod.resource_version.clear();
+        assert!(unschedulable_patch(&pod, json!({})).get("metadata").is_none());
     }
 }

@@ -152,6 +152,8 @@ pub struct PodInfo {
     pub name: String,
     /// UID.
     pub uid: String,
+    /// The resourceVersion it was read at.
+    pub resource_version: String,
     /// Labels.
     pub labels: Labels,
     /// The node the pod is bound to, if any.
@@ -269,6 +271,7 @@ impl PodInfo {
         PodInfo {
             key: format!("{namespace}/{name}").into(),
             uid: pod.metadata.uid.clone().unwrap_or_default(),
+            resource_version: pod.metadata.resource_version.clone().unwrap_or_default(),
             node_name,
             scheduler_name: spec
                 .scheduler_name
