@@ -190,11 +190,18 @@ impl WatchCache {
     fn apply(&self, batch: Vec<WatchEvent>) {
         let mut fresh = Vec::with_capacity(batch.len());
         let received = Instant::now();
-        let newest = {
-            let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-            for ev in batch {
+        // Decoded before taking the lock, which readers wait for.
+        let decoded: Vec<(WatchEvent, Revision, Arc<Cached>)> = batch
+            .into_iter()
+            .map(|ev| {
                 let revision = ev.revision();
                 let object = Cached::new(decode(&ev.kv.value, revision));
+                (ev, revision, object)
+            })
+            .collect();
+        let newest = {
+            let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+            for (ev, revision, object) in decoded {
                 let prev = match ev.kind {
                     EventKind::Delete => state.objects.remove(&ev.kv.key),
                     _ => state.objects.insert(ev.kv.key.clone(), object.clone()),
