@@ -83,6 +83,21 @@ pub async fn stop_requested() {
     }
 }
 
+/// The data directory given, or the default one, created if missing.
+pub fn data_dir_or_default(data_dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let data_dir = data_dir.unwrap_or_else(default_data_dir);
+    std::fs::create_dir_all(&data_dir).map_err(|e| anyhow::anyhow!("creating {}: {e}", data_dir.display()))?;
+    Ok(data_dir)
+}
+
+/// The multi-threaded async runtime the long-running commands run on.
+pub fn async_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("starting the runtime: {e}"))
+}
+
 /// Logs to stderr at the level `KATE_LOG` asks for (default: warnings).
 pub fn init_logging() {
     tracing_subscriber::fmt()

@@ -66,12 +66,8 @@ pub fn token(args: TokenArgs) -> anyhow::Result<()> {
 /// Joins the cluster and runs this machine's node until interrupted.
 pub fn agent(args: JoinArgs) -> anyhow::Result<()> {
     crate::init_logging();
-    let data_dir = args.data_dir.clone().unwrap_or_else(crate::default_data_dir);
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let data_dir = crate::data_dir_or_default(args.data_dir.clone())?;
+    let runtime = crate::async_runtime()?;
     runtime.block_on(async move {
         let request = JoinRequest {
             secret: String::new(),

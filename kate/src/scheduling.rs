@@ -59,13 +59,6 @@ async fn client(kubeconfig: Option<PathBuf>) -> anyhow::Result<kube::Client> {
     kube::Client::try_from(config).context("building the API client")
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")
-}
-
 /// A leader-election identity: host name and process id.
 fn identity() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "kate".into());
@@ -75,7 +68,7 @@ fn identity() -> String {
 /// `kate scheduler`: schedules until interrupted.
 pub fn run_scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
     crate::init_logging();
-    runtime()?.block_on(async move {
+    crate::async_runtime()?.block_on(async move {
         let client = client(args.kubeconfig).await?;
         let config = kate_scheduler::Config {
             identity: identity(),
@@ -94,7 +87,7 @@ pub fn run_scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
 /// `kate sim`: registers simulated nodes and runs them until interrupted.
 pub fn run_sim(args: SimArgs) -> anyhow::Result<()> {
     crate::init_logging();
-    runtime()?.block_on(async move {
+    crate::async_runtime()?.block_on(async move {
         let client = client(args.kubeconfig).await?;
         let config = kate_scheduler::sim::SimConfig {
             nodes: args.nodes,

@@ -52,12 +52,8 @@ pub struct ServerArgs {
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     crate::init_logging();
-    let data_dir = args.data_dir.clone().unwrap_or_else(crate::default_data_dir);
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let data_dir = crate::data_dir_or_default(args.data_dir.clone())?;
+    let runtime = crate::async_runtime()?;
     runtime.block_on(async move {
         let progress = |step: &str| eprintln!("kate: {step}...");
         progress(&format!("opening the store in {}", data_dir.display()));

@@ -91,6 +91,18 @@ pub fn error_status(message: &str) -> Value {
     })
 }
 
+/// The Status of a command that ran, from how waiting for it ended.
+fn command_status(argv: &[String], waited: std::io::Result<std::process::ExitStatus>) -> Value {
+    match waited {
+        Ok(s) if s.success() => success(),
+        Ok(s) => match s.code() {
+            Some(code) => exit_status(argv, code),
+            None => error_status(&format!("the command ended without an exit code ({s})")),
+        },
+        Err(e) => error_status(&format!("waiting for the command: {e}")),
+    }
+}
+
 /// Copies a pipe to the client until it ends.
 async fn pump<R: AsyncRead + Unpin>(mut reader: R, wrap: fn(Bytes) -> Output, output: mpsc::Sender<Output>) {
     let mut buf = vec![0u8; 32 * 1024];
@@ -170,15 +182,7 @@ pub async fn exec(mut command: tokio::process::Command, argv: Vec<String>, opts:
         _ = drained => {}
         _ = &mut gone => return,
     }
-    let status = match waited {
-        Ok(s) if s.success() => success(),
-        Ok(s) => match s.code() {
-            Some(code) => exit_status(&argv, code),
-            None => error_status(&format!("the command ended without an exit code ({s})")),
-        },
-        Err(e) => error_status(&format!("waiting for the command: {e}")),
-    };
-    let _ = output.send(Output::Status(status)).await;
+    let _ = output.send(Output::Status(command_status(&argv, waited))).await;
 }
 
 /// How long a TTY exec waits for the client's terminal size before it starts the command.
@@ -263,15 +267,7 @@ pub async fn exec_tty(command: tokio::process::Command, argv: Vec<String>, strea
         _ = reader => {}
         _ = &mut gone => return,
     }
-    let status = match waited {
-        Ok(s) if s.success() => success(),
-        Ok(s) => match s.code() {
-            Some(code) => exit_status(&argv, code),
-            None => error_status(&format!("the command ended without an exit code ({s})")),
-        },
-        Err(e) => error_status(&format!("waiting for the command: {e}")),
-    };
-    let _ = output.send(Output::Status(status)).await;
+    let _ = output.send(Output::Status(command_status(&argv, waited))).await;
 }
 
 /// Attaches the client to a running container through its shim: the container's output from

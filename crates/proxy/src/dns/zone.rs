@@ -43,6 +43,17 @@ pub struct NamedPort {
     pub port: u16,
 }
 
+impl NamedPort {
+    /// A port as a Service or an EndpointSlice lists it; unnamed ones have no SRV records.
+    fn new(name: Option<&str>, protocol: Option<&str>, port: Option<i32>) -> Option<NamedPort> {
+        Some(NamedPort {
+            name: name.filter(|n| !n.is_empty())?.to_ascii_lowercase(),
+            protocol: Protocol::parse(protocol)?,
+            port: u16::try_from(port?).ok()?,
+        })
+    }
+}
+
 /// A ready endpoint of a Service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsEndpoint {
@@ -440,13 +451,7 @@ fn dns_service(svc: &Service, slices: &[&EndpointSlice]) -> Option<DnsService> {
         .ports
         .iter()
         .flatten()
-        .filter_map(|p| {
-            Some(NamedPort {
-                name: p.name.as_deref().filter(|n| !n.is_empty())?.to_ascii_lowercase(),
-                protocol: Protocol::parse(p.protocol.as_deref())?,
-                port: u16::try_from(p.port).ok()?,
-            })
-        })
+        .filter_map(|p| NamedPort::new(p.name.as_deref(), p.protocol.as_deref(), Some(p.port)))
         .collect();
     let mut endpoints: BTreeMap<Ipv4Addr, DnsEndpoint> = BTreeMap::new();
     for slice in slices {
@@ -454,13 +459,7 @@ fn dns_service(svc: &Service, slices: &[&EndpointSlice]) -> Option<DnsService> {
             .ports
             .iter()
             .flatten()
-            .filter_map(|p| {
-                Some(NamedPort {
-                    name: p.name.as_deref().filter(|n| !n.is_empty())?.to_ascii_lowercase(),
-                    protocol: Protocol::parse(p.protocol.as_deref())?,
-                    port: u16::try_from(p.port?).ok()?,
-                })
-            })
+            .filter_map(|p| NamedPort::new(p.name.as_deref(), p.protocol.as_deref(), p.port))
             .collect();
         for ep in &slice.endpoints {
             if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
