@@ -1,8 +1,6 @@
 //! Schema, connection setup and the small queries shared by the reader and the writer.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension};
@@ -57,18 +55,10 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection> {
     }
     // FULL fsyncs the WAL on every commit: an acknowledged write must survive power loss.
     conn.pragma_update(None, "synchronous", "FULL").map_err(backend)?;
+    // Checkpoints run in their own thread (see `checkpoint`), not inside commits.
+    conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(backend)?;
     conn.execute_batch(SCHEMA).map_err(backend)?;
     Ok(conn)
-}
-
-/// Has the writer's connection report the WAL's size after each commit into `wal_pages`
-/// instead of checkpointing itself (see `checkpoint`).
-pub(super) fn report_wal_size(conn: &mut Connection, wal_pages: Arc<AtomicU32>) -> Result<()> {
-    let hook = move |_: &mut rusqlite::hooks::Wal, pages: std::ffi::c_int| {
-        wal_pages.store(u32::try_from(pages).unwrap_or(0), Ordering::Relaxed);
-        Ok(())
-    };
-    conn.wal_hook(Some(hook)).map_err(backend)
 }
 
 /// Opens the connection the checkpoint thread owns.

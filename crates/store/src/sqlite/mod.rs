@@ -16,7 +16,6 @@ mod writer;
 mod tests;
 
 use std::path::Path;
-use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
@@ -46,12 +45,10 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and starts its writer thread.
     pub fn open(path: &Path) -> Result<SqliteStore> {
-        let mut conn = db::open_writer(path)?;
-        let wal_pages = Arc::new(AtomicU32::new(0));
-        db::report_wal_size(&mut conn, wal_pages.clone())?;
+        let conn = db::open_writer(path)?;
         let (events, _) = broadcast::channel(LIVE_BATCHES);
         let (requests, writer) = writer::spawn(conn, events.clone())?;
-        let checkpointer = Checkpointer::start(path, wal_pages)?;
+        let checkpointer = Checkpointer::start(path)?;
         tracing::info!(path = %path.display(), "opened store");
         Ok(SqliteStore {
             requests,
