@@ -55,18 +55,7 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection> {
     }
     // FULL fsyncs the WAL on every commit: an acknowledged write must survive power loss.
     conn.pragma_update(None, "synchronous", "FULL").map_err(backend)?;
-    // Checkpoints run in their own thread (see `checkpoint`), not inside commits.
-    conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(backend)?;
     conn.execute_batch(SCHEMA).map_err(backend)?;
-    Ok(conn)
-}
-
-/// Opens the connection the checkpoint thread owns.
-pub(super) fn open_checkpointer(path: &Path) -> Result<Connection> {
-    let conn = Connection::open(path).map_err(backend)?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
-    // The database file is synced at the end of each checkpoint, before the WAL is reused.
-    conn.pragma_update(None, "synchronous", "FULL").map_err(backend)?;
     Ok(conn)
 }
 

@@ -3,9 +3,8 @@
 //! Every revision is one row of the `kv` table whose row id is the revision; deleting a key
 //! appends a tombstone row. A single writer thread applies writes in group-committed
 //! transactions and fans the resulting events out to watchers; reads run on a small pool of
-//! read connections, concurrently with the writer; a third thread checkpoints the WAL.
+//! read connections, concurrently with the writer.
 
-mod checkpoint;
 mod compact;
 mod db;
 mod read;
@@ -21,7 +20,6 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{broadcast, oneshot};
 
-use self::checkpoint::Checkpointer;
 use self::read::ReadPool;
 use self::writer::{EventBatch, Request, Write};
 use crate::{BoxFuture, Error, KeyValue, RangeRequest, RangeResult, Result, Revision, Store, WatchReceiver};
@@ -38,8 +36,6 @@ pub struct SqliteStore {
     writer: Option<JoinHandle<()>>,
     pool: Arc<ReadPool>,
     events: broadcast::Sender<EventBatch>,
-    /// Dropped after the writer has stopped (fields drop after `drop` returns).
-    _checkpointer: Checkpointer,
 }
 
 impl SqliteStore {
@@ -48,14 +44,12 @@ impl SqliteStore {
         let conn = db::open_writer(path)?;
         let (events, _) = broadcast::channel(LIVE_BATCHES);
         let (requests, writer) = writer::spawn(conn, events.clone())?;
-        let checkpointer = Checkpointer::start(path)?;
         tracing::info!(path = %path.display(), "opened store");
         Ok(SqliteStore {
             requests,
             writer: Some(writer),
             pool: Arc::new(ReadPool::new(path.to_owned())),
             events,
-            _checkpointer: checkpointer,
         })
     }
 
