@@ -449,6 +449,14 @@ pub async fn over_spdy(mut incoming: mpsc::Receiver<spdy::Stream>, opts: StreamO
 mod tests {
     use super::*;
 
+    /// Every stream, without a terminal.
+    const PIPES: StreamOptions = StreamOptions {
+        stdin: true,
+        stdout: true,
+        stderr: true,
+        tty: false,
+    };
+
     fn streams(
         stdin: bool,
     ) -> (
@@ -491,13 +499,7 @@ mod tests {
         let mut cmd = tokio::process::Command::new(&argv[0]);
         cmd.args(&argv[1..]);
         let (s, stdin, out, _gone) = streams(true);
-        let opts = StreamOptions {
-            stdin: true,
-            stdout: true,
-            stderr: true,
-            tty: false,
-        };
-        let run = tokio::spawn(exec(cmd, argv, opts, s));
+        let run = tokio::spawn(exec(cmd, argv, PIPES, s));
         stdin.send(Bytes::from_static(b"in\n")).await.unwrap();
         drop(stdin);
         let (o, e, status) = collect(out).await;
@@ -526,13 +528,7 @@ mod tests {
     async fn attach_relays_the_shims_frames_both_ways() {
         let (kubelet_end, mut shim) = tokio::net::UnixStream::pair().unwrap();
         let (s, stdin, out, _gone) = streams(true);
-        let opts = StreamOptions {
-            stdin: true,
-            stdout: true,
-            stderr: true,
-            tty: false,
-        };
-        let task = tokio::spawn(attach(kate_runtime::attach_stream(kubelet_end), opts, s));
+        let task = tokio::spawn(attach(kate_runtime::attach_stream(kubelet_end), PIPES, s));
         // Frames: a kind byte (1 stdout, 2 stderr; 0 stdin, 3 its end), a big-endian length.
         shim.write_all(b"\x01\x00\x00\x00\x06hello\n\x02\x00\x00\x00\x05oops\n")
             .await
