@@ -1,6 +1,8 @@
 //! Schema, connection setup and the small queries shared by the reader and the writer.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension};
@@ -57,6 +59,24 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "synchronous", "FULL").map_err(backend)?;
     conn.execute_batch(SCHEMA).map_err(backend)?;
     Ok(conn)
+}
+
+/// Has the writer's connection report the WAL's size, in pages, into `wal_pages` after each
+/// commit. This replaces SQLite's automatic checkpoint, which would run inside the commit that
+/// crosses its threshold and so hold back that commit's acknowledgement and watch event; the
+/// writer checkpoints itself once they are out (see `writer`).
+pub(super) fn report_wal_size(conn: &mut Connection, wal_pages: Arc<AtomicU32>) -> Result<()> {
+    let hook = move |_: &mut rusqlite::hooks::Wal, pages: std::ffi::c_int| {
+        wal_pages.store(u32::try_from(pages).unwrap_or(0), Ordering::Relaxed);
+        Ok(())
+    };
+    conn.wal_hook(Some(hook)).map_err(backend)
+}
+
+/// Copies the WAL's committed pages into the database file, as far as readers allow.
+pub(super) fn checkpoint(conn: &Connection) -> Result<()> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        .map_err(backend)
 }
 
 /// Opens a connection for the read pool; `query_only` guards against a reader ever writing.

@@ -156,6 +156,20 @@ async fn compaction_spanning_many_chunks() {
     assert_eq!(before.kvs, after.kvs);
 }
 
+#[tokio::test]
+async fn the_writer_checkpoints_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // Each value fills about two pages: 3,000 writes append some 6,000 pages to the WAL.
+    for i in 0..3_000 {
+        store.create(&format!("/wal/{i}"), vec![7; 6_000]).await.unwrap();
+    }
+    // Checkpointed WAL frames are written over again, so the file stays near the threshold.
+    let wal = std::fs::metadata(dir.path().join("kv.db-wal")).unwrap().len();
+    assert!(wal < 2_000 * 4_096, "the WAL grew to {wal} bytes");
+    assert_eq!(store.get("/wal/2999").await.unwrap().unwrap().value, vec![7; 6_000]);
+}
+
 /// Rough create throughput, sequential versus concurrent; run with `--ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement, not a check"]

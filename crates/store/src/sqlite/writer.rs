@@ -4,6 +4,7 @@
 //! request queued at that moment and applies them in one transaction, so concurrent writers
 //! share one fsync instead of queueing for a database lock each.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
@@ -17,6 +18,8 @@ use crate::{Error, EventKind, KeyValue, Result, Revision, WatchEvent};
 /// Upper bound on requests per transaction, so that one huge burst cannot hold every caller
 /// hostage to a single long commit.
 const MAX_BATCH: usize = 1024;
+/// The WAL size, in pages, at which the writer checkpoints: SQLite's own default.
+const CHECKPOINT_PAGES: u32 = 1000;
 
 /// The events of one committed transaction, shared by all watchers.
 pub(super) type EventBatch = Arc<[WatchEvent]>;
@@ -47,17 +50,20 @@ pub(super) enum Request {
 
 /// Starts the writer thread on `conn`, publishing committed events to `events`.
 pub(super) fn spawn(
-    conn: Connection,
+    mut conn: Connection,
     events: broadcast::Sender<EventBatch>,
 ) -> Result<(mpsc::Sender<Request>, JoinHandle<()>)> {
     let revision = db::current_revision(&conn)?;
     let compaction = Compaction::load(&conn)?;
+    let wal_pages = Arc::new(AtomicU32::new(0));
+    db::report_wal_size(&mut conn, wal_pages.clone())?;
     let (tx, rx) = mpsc::channel();
     let writer = Writer {
         conn,
         revision,
         events,
         compaction,
+        wal_pages,
     };
     let thread = std::thread::Builder::new()
         .name("kate-store-writer".into())
@@ -72,6 +78,8 @@ struct Writer {
     revision: Revision,
     events: broadcast::Sender<EventBatch>,
     compaction: Compaction,
+    /// The WAL's size after the last commit, kept by the connection's WAL hook.
+    wal_pages: Arc<AtomicU32>,
 }
 
 impl Writer {
@@ -101,6 +109,21 @@ impl Writer {
             if self.compaction.pending() {
                 self.compaction.step(&mut self.conn);
             }
+            self.checkpoint_if_due();
+        }
+    }
+
+    /// Checkpoints once the WAL has grown to [`CHECKPOINT_PAGES`]. This runs after the batch
+    /// that grew it was published and acknowledged, so only writes queued meanwhile wait for it.
+    fn checkpoint_if_due(&mut self) {
+        if self.wal_pages.load(Ordering::Relaxed) < CHECKPOINT_PAGES {
+            return;
+        }
+        // Readers still using old frames leave those in the WAL; the next commit reports its
+        // size again, and the check comes round after it as SQLite's own would.
+        self.wal_pages.store(0, Ordering::Relaxed);
+        if let Err(err) = db::checkpoint(&self.conn) {
+            tracing::warn!(error = %err, "store checkpoint failed");
         }
     }
 
