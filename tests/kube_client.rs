@@ -322,6 +322,27 @@ async fn binding_assigns_a_pod_once() -> anyhow::Result<()> {
         Err(kube::Error::Api(e)) => assert_eq!(e.code, 409),
         other => panic!("a second binding must conflict: {other:?}"),
     }
+    // A pod recreated under the same name is a new pod: binding it by its new UID works at
+    // once, even if the server's cache still holds the bound one.
+    pods.delete("p", &kube::api::DeleteParams::default().grace_period(0))
+        .await?;
+    let again = pods.create(&PostParams::default(), &pod).await?;
+    let mut rebinding = binding.clone();
+    rebinding.metadata.uid = again.metadata.uid.clone();
+    pods.create_subresource::<Binding, serde_json::Value>("binding", "p", &PostParams::default(), &rebinding)
+        .await?;
+    let rebound = pods.get("p").await?;
+    assert_eq!(rebound.metadata.uid, again.metadata.uid);
+    assert_eq!(rebound.spec.and_then(|s| s.node_name).as_deref(), Some("node-1"));
+    let mut stale = binding;
+    stale.metadata.uid = bound.metadata.uid;
+    match pods
+        .create_subresource::<Binding, serde_json::Value>("binding", "p", &PostParams::default(), &stale)
+        .await
+    {
+        Err(kube::Error::Api(e)) => assert_eq!(e.code, 409),
+        other => panic!("a binding for the deleted pod must conflict: {other:?}"),
+    }
     Ok(())
 }
 

@@ -47,48 +47,36 @@ impl Registry {
                 )],
             ));
         }
+        // The cache's copy saves a read of the store. It may be behind: a write it missed makes
+        // the swap fail, and a refusal it seems to call for is checked again on the store's copy.
+        let mut cached = (!dry_run && def.view.is_none())
+            .then(|| self.cache.get(&def.key(ns, name)))
+            .flatten();
         loop {
-            let (kv, current) = self.current(def, ns, name).await?;
-            if let Some(uid) = binding
-                .pointer("/metadata/uid")
-                .and_then(Value::as_str)
-                .filter(|u| !u.is_empty())
-                && meta::meta_str(&current, "uid") != Some(uid)
-            {
-                return Err(ApiError::conflict(
-                    def.group,
-                    def.plural,
-                    name,
-                    "the UID in the binding does not match the pod",
-                ));
+            let (key, revision, current, fresh) = match cached.take() {
+                Some(obj) => {
+                    let revision = meta::meta_str(&obj, "resourceVersion").and_then(|rv| rv.parse().ok());
+                    let Some(revision) = revision else { continue };
+                    (def.key(ns, name), revision, (*obj).clone(), false)
+                }
+                None => {
+                    let (kv, current) = self.current(def, ns, name).await?;
+                    (kv.key, kv.mod_revision, current, true)
+                }
+            };
+            if let Err(refusal) = refusal(def, name, binding, &current) {
+                if fresh {
+                    return Err(refusal);
+                }
+                continue;
             }
-            if let Some(assigned) = current
-                .pointer("/spec/nodeName")
-                .and_then(Value::as_str)
-                .filter(|n| !n.is_empty())
-            {
-                return Err(ApiError::conflict(
-                    def.group,
-                    def.plural,
-                    name,
-                    &format!("pod {name} is already assigned to node \"{assigned}\""),
-                ));
-            }
-            if meta::is_deleting(&current) {
-                return Err(ApiError::conflict(
-                    def.group,
-                    def.plural,
-                    name,
-                    "pod is being deleted, cannot be assigned to a host",
-                ));
-            }
-            let mut next = current.clone();
+            let mut next = current;
             next["spec"]["nodeName"] = json!(node);
             set_scheduled(&mut next);
             if dry_run {
                 return Ok(());
             }
-            match self.store.update(&kv.key, encode(def, &next)?, kv.mod_revision).await {
+            match self.store.update(&key, encode(def, &next)?, revision).await {
                 Ok(stored) => {
                     self.wrote(stored.mod_revision);
                     return Ok(());
@@ -98,6 +86,44 @@ impl Registry {
             }
         }
     }
+}
+
+/// Why `binding` cannot apply to the pod as it is in `current`, if it cannot.
+fn refusal(def: &ResourceDef, name: &str, binding: &Value, current: &Value) -> Result<(), ApiError> {
+    if let Some(uid) = binding
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .filter(|u| !u.is_empty())
+        && meta::meta_str(current, "uid") != Some(uid)
+    {
+        return Err(ApiError::conflict(
+            def.group,
+            def.plural,
+            name,
+            "the UID in the binding does not match the pod",
+        ));
+    }
+    if let Some(assigned) = current
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+    {
+        return Err(ApiError::conflict(
+            def.group,
+            def.plural,
+            name,
+            &format!("pod {name} is already assigned to node \"{assigned}\""),
+        ));
+    }
+    if meta::is_deleting(current) {
+        return Err(ApiError::conflict(
+            def.group,
+            def.plural,
+            name,
+            "pod is being deleted, cannot be assigned to a host",
+        ));
+    }
+    Ok(())
 }
 
 /// Sets PodScheduled=True, keeping the other conditions.
