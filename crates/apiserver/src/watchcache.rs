@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use kate_store::{EventKind, RangeRequest, Revision, Store, WatchEvent};
 use serde_json::Value;
 use tokio::sync::{broadcast, watch};
@@ -60,6 +61,8 @@ pub struct Event {
     pub object: Arc<Cached>,
     /// The object before the change, for updates and deletes.
     pub prev: Option<Arc<Cached>>,
+    /// The watch line of this change as most watchers send it, made once on first need.
+    line: OnceLock<Bytes>,
     /// When the cache received the change (history older than the retention is dropped).
     pub received: Instant,
 }
@@ -80,8 +83,38 @@ impl Event {
             object,
             prev,
             received,
+            line: OnceLock::new(),
         }
     }
+
+    /// The change's watch line with its own type (ADDED, MODIFIED or DELETED) and the object
+    /// as stored, shared by every watcher that sends it so.
+    pub fn line(&self) -> Bytes {
+        self.line
+            .get_or_init(|| event_line(watch_type(self.kind), self.object.json()))
+            .clone()
+    }
+}
+
+/// The watch event type of a change seen by a watcher whose selection holds the object before
+/// and after it.
+pub fn watch_type(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Create => "ADDED",
+        EventKind::Update => "MODIFIED",
+        EventKind::Delete => "DELETED",
+    }
+}
+
+/// One newline-terminated watch event line around an object already serialized as JSON.
+pub fn event_line(kind: &str, object: &[u8]) -> Bytes {
+    let mut line = Vec::with_capacity(object.len() + 32);
+    line.extend_from_slice(b"{\"type\":\"");
+    line.extend_from_slice(kind.as_bytes());
+    line.extend_from_slice(b"\",\"object\":");
+    line.extend_from_slice(object);
+    line.extend_from_slice(b"}\n");
+    Bytes::from(line)
 }
 
 #[derive(Default)]

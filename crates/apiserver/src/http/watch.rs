@@ -1,6 +1,7 @@
 //! Watch streams: newline-delimited JSON events, optionally as one-row Tables, with bookmarks.
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,14 +12,14 @@ use http::{HeaderValue, StatusCode, header};
 use kate_store::{EventKind, Revision};
 use serde::Serialize;
 use serde_json::{Value, json};
-use tokio::sync::{broadcast, mpsc};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::broadcast;
+use tokio::time::{Interval, Sleep};
 
 use super::encode::{Format, Include, Partial, table};
 use crate::catalog::ResourceDef;
 use crate::error::ApiError;
 use crate::registry::{ListOptions, Registry};
-use crate::watchcache::{CacheError, Event};
+use crate::watchcache::{CacheError, Event, WatchStart, event_line, watch_type};
 
 /// How often a watch that allows bookmarks gets one.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(30);
@@ -46,10 +47,13 @@ pub struct WatchRequest {
 }
 
 /// Starts a watch and returns the streaming response.
+///
+/// The response body pulls events straight from the cache's broadcast as the connection asks
+/// for more, with no task or channel in between: a change fans out to every watcher, so each
+/// hop per watcher counts. A client that goes away drops the body, and with it the watch.
 pub async fn serve(registry: Arc<Registry>, req: WatchRequest) -> Response {
     let prefix = req.def.prefix_in(req.namespace.as_deref());
     let rv = req.list.resource_version.clone().unwrap_or_default();
-    let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
     let start = if rv.is_empty() || rv == "0" || req.initial_events == Some(true) {
         if rv.is_empty() {
             registry.sync().await;
@@ -68,22 +72,20 @@ pub async fn serve(registry: Arc<Registry>, req: WatchRequest) -> Response {
             ))),
         }
     };
-    let mut stream = Stream {
-        req,
-        tx,
-        sent_headers: false,
-    };
-    match start {
+    let body = match start {
         Ok(start) => {
-            tokio::spawn(async move { stream.run(start.past, start.revision, start.live).await });
+            let stream = Stream::new(req, prefix, start);
+            Body::from_stream(futures::stream::unfold(stream, |mut stream| async move {
+                let line = stream.next().await?;
+                Some((Ok::<_, Infallible>(line), stream))
+            }))
         }
-        Err(e) => {
-            tokio::spawn(async move {
-                let _ = stream.send("ERROR", &e.status()).await;
-            });
-        }
-    }
-    let mut resp = Response::new(Body::from_stream(ReceiverStream::new(rx)));
+        Err(e) => Body::from(event_line(
+            "ERROR",
+            &serde_json::to_vec(&e.status()).unwrap_or_default(),
+        )),
+    };
+    let mut resp = Response::new(body);
     *resp.status_mut() = StatusCode::OK;
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -92,63 +94,82 @@ pub async fn serve(registry: Arc<Registry>, req: WatchRequest) -> Response {
     resp
 }
 
+/// One watch's position: the past events still to send, then the live ones.
 struct Stream {
     req: WatchRequest,
-    tx: mpsc::Sender<Result<Bytes, Infallible>>,
+    /// The store prefix of the watched objects.
+    prefix: String,
     sent_headers: bool,
+    past: std::vec::IntoIter<Arc<Event>>,
+    /// The revision of the initial-events-end bookmark, until it is sent.
+    initial_end: Option<Revision>,
+    /// The newest revision sent or skipped.
+    revision: Revision,
+    live: broadcast::Receiver<Arc<Event>>,
+    deadline: Pin<Box<Sleep>>,
+    ticker: Interval,
+    ended: bool,
 }
 
 impl Stream {
-    async fn run(&mut self, past: Vec<Arc<Event>>, mut revision: Revision, mut live: broadcast::Receiver<Arc<Event>>) {
-        let initial = self.req.initial_events == Some(true);
-        for ev in &past {
-            if !self.emit(ev).await {
-                return;
+    fn new(req: WatchRequest, prefix: String, start: WatchStart) -> Stream {
+        let initial_end = (req.initial_events == Some(true)).then_some(start.revision);
+        let deadline = Box::pin(tokio::time::sleep(req.timeout.unwrap_or(DEFAULT_TIMEOUT)));
+        let ticker = tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
+        Stream {
+            req,
+            prefix,
+            sent_headers: false,
+            past: start.past.into_iter(),
+            initial_end,
+            revision: start.revision,
+            live: start.live,
+            deadline,
+            ticker,
+            ended: false,
+        }
+    }
+
+    /// The next line to send, or `None` when the watch is over.
+    async fn next(&mut self) -> Option<Bytes> {
+        if self.ended {
+            return None;
+        }
+        while let Some(ev) = self.past.next() {
+            if let Some(line) = self.emit(&ev) {
+                return Some(line);
             }
         }
-        if initial && !self.bookmark(revision, true).await {
-            return;
+        if let Some(revision) = self.initial_end.take() {
+            return Some(self.bookmark(revision, true));
         }
-        let deadline = tokio::time::sleep(self.req.timeout.unwrap_or(DEFAULT_TIMEOUT));
-        tokio::pin!(deadline);
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
         loop {
             tokio::select! {
-                _ = &mut deadline => {
-                    if self.req.bookmarks {
-                        self.bookmark(revision, false).await;
-                    }
-                    return;
+                _ = &mut self.deadline => {
+                    self.ended = true;
+                    return self.req.bookmarks.then(|| self.bookmark(self.revision, false));
                 }
-                _ = ticker.tick(), if self.req.bookmarks => {
-                    if !self.bookmark(revision, false).await {
-                        return;
-                    }
-                }
-                _ = self.tx.closed() => return,
-                msg = live.recv() => match msg {
-                    Ok(ev) if ev.revision <= revision => {}
+                _ = self.ticker.tick(), if self.req.bookmarks => return Some(self.bookmark(self.revision, false)),
+                msg = self.live.recv() => match msg {
+                    Ok(ev) if ev.revision <= self.revision => {}
                     Ok(ev) => {
-                        revision = ev.revision;
-                        if !self.emit(&ev).await {
-                            return;
+                        self.revision = ev.revision;
+                        if let Some(line) = self.emit(&ev) {
+                            return Some(line);
                         }
                     }
                     // A watcher that fell this far behind ends; its client re-watches from the
                     // last revision it saw, which the cache still holds.
-                    Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,
+                    Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return None,
                 },
             }
         }
     }
 
-    /// Sends one change if it concerns this watch; false once the client is gone.
-    async fn emit(&mut self, ev: &Event) -> bool {
-        if !ev
-            .key
-            .starts_with(&self.req.def.prefix_in(self.req.namespace.as_deref()))
-        {
-            return true;
+    /// The line for one change, if it concerns this watch.
+    fn emit(&mut self, ev: &Event) -> Option<Bytes> {
+        if !ev.key.starts_with(&self.prefix) {
+            return None;
         }
         let def = &self.req.def;
         let object = def.shown(ev.object.clone());
@@ -157,20 +178,22 @@ impl Stream {
         let before = prev.as_deref().is_some_and(|p| self.matches(p));
         let kind = match (ev.kind, before, now) {
             (EventKind::Delete, true, _) => "DELETED",
-            (EventKind::Delete, false, _) => return true,
+            (EventKind::Delete, false, _) => return None,
             (EventKind::Create, _, true) => "ADDED",
             (EventKind::Update, true, true) => "MODIFIED",
             (EventKind::Update, false, true) => "ADDED",
             (EventKind::Update, true, false) => "DELETED",
-            _ => return true,
+            _ => return None,
         };
         // An object that stopped matching is reported gone in its last matching state.
         let left = kind == "DELETED" && ev.kind == EventKind::Update;
         let stamped = left.then(|| stamp(prev.as_deref().map(|p| &**p), ev.revision));
-        match (self.req.format, &stamped) {
-            (Format::Object, None) => self.send_raw(kind, object.json()).await,
-            (Format::Object, Some(gone)) => self.send(kind, gone).await,
-            (Format::Metadata, _) => self.send(kind, &Partial(stamped.as_ref().unwrap_or(&object))).await,
+        Some(match (self.req.format, &stamped) {
+            // The usual case: the same line for every watcher of this change.
+            (Format::Object, None) if def.view.is_none() && kind == watch_type(ev.kind) => ev.line(),
+            (Format::Object, None) => event_line(kind, object.json()),
+            (Format::Object, Some(gone)) => json_event(kind, gone),
+            (Format::Metadata, _) => json_event(kind, &Partial(stamped.as_ref().unwrap_or(&object))),
             (Format::Table, _) => {
                 let shown: &Value = stamped.as_ref().unwrap_or(&object);
                 let rv = shown
@@ -186,39 +209,30 @@ impl Stream {
                     first,
                     self.req.include,
                 );
-                self.send(kind, &body).await
+                json_event(kind, &body)
             }
-        }
+        })
     }
 
     fn matches(&self, obj: &Value) -> bool {
-        self.req.list.labels.matches(obj.pointer("/metadata/labels")) && self.req.list.fields.matches(obj)
+        let list = &self.req.list;
+        (list.labels.is_empty() || list.labels.matches(obj.pointer("/metadata/labels")))
+            && (list.fields.is_empty() || list.fields.matches(obj))
     }
 
-    async fn bookmark(&mut self, revision: Revision, initial_end: bool) -> bool {
+    fn bookmark(&self, revision: Revision, initial_end: bool) -> Bytes {
         let mut meta = json!({"resourceVersion": revision.to_string()});
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
         let object = json!({"kind": self.req.def.kind, "apiVersion": self.req.def.api_version(), "metadata": meta});
-        self.send("BOOKMARK", &object).await
+        json_event("BOOKMARK", &object)
     }
+}
 
-    async fn send(&mut self, kind: &str, object: &(impl Serialize + Sync)) -> bool {
-        let bytes = serde_json::to_vec(object).unwrap_or_default();
-        self.send_raw(kind, &bytes).await
-    }
-
-    /// Sends one event line around an object already serialized as JSON.
-    async fn send_raw(&mut self, kind: &str, object: &[u8]) -> bool {
-        let mut line = Vec::with_capacity(object.len() + 32);
-        line.extend_from_slice(b"{\"type\":\"");
-        line.extend_from_slice(kind.as_bytes());
-        line.extend_from_slice(b"\",\"object\":");
-        line.extend_from_slice(object);
-        line.extend_from_slice(b"}\n");
-        self.tx.send(Ok(Bytes::from(line))).await.is_ok()
-    }
+/// One event line around an object serialized here.
+fn json_event(kind: &str, object: &(impl Serialize + Sync)) -> Bytes {
+    event_line(kind, &serde_json::to_vec(object).unwrap_or_default())
 }
 
 /// The previous state of an object that left the selection, stamped with the revision at which it left.
