@@ -76,6 +76,11 @@ impl<K: Hash + Eq + Clone> Interner<K> {
         }
     }
 
+    /// Whether no value has a reference.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
     /// The id of `key`, if it has one.
     pub fn id_of<Q>(&self, key: &Q) -> Option<u32>
     where
@@ -176,6 +181,11 @@ impl Cache {
     /// The anti-affinity terms of term set `id`.
     pub fn anti_set(&self, id: u32) -> Option<&Vec<AffinityTerm>> {
         self.anti_sets.get(id)
+    }
+
+    /// Whether some pod in the cache has required anti-affinity terms.
+    pub fn has_anti_affinity_pods(&self) -> bool {
+        !self.anti_sets.is_empty()
     }
 
     /// One more than the largest anti-affinity term set id.
@@ -506,6 +516,24 @@ mod tests {
         c.remove_node("n2");
         c.upsert_node(&k8s_node("n2"));
         assert_eq!(c.node("n2").unwrap().pods.len(), 1);
+    }
+
+    #[test]
+    fn knows_whether_any_pod_repels_others() {
+        let mut c = Cache::default();
+        c.upsert_node(&k8s_node("n1"));
+        c.add_pod(bound("a", "n1"));
+        assert!(!c.has_anti_affinity_pods());
+        let repelling = Arc::new(pod(json!({
+            "metadata": {"name": "b", "labels": {"app": "db"}},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c"}], "affinity": {"podAntiAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": [{
+                    "labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "zone"}]}}}
+        })));
+        c.add_pod(repelling);
+        assert!(c.has_anti_affinity_pods());
+        c.remove_pod("default/b");
+        assert!(!c.has_anti_affinity_pods());
     }
 
     #[test]

@@ -153,6 +153,10 @@ impl Plugin for InterPodAffinity {
 
     fn pre_filter<'a>(&self, cycle: &Cycle<'a>, state: &mut CycleState<'a>) -> Result<(), Rejection> {
         let (pod, cache) = (cycle.pod, cycle.cache);
+        // The usual pod, with no terms among pods with none, has nothing to count on any node.
+        if pod.affinity.is_empty() && pod.anti_affinity.is_empty() && !cache.has_anti_affinity_pods() {
+            return Ok(());
+        }
         let mut existing_anti: FastMap<(u32, u32), i64> = FastMap::default();
         // Per anti-affinity term set: a bit per term that repels this pod, and the terms' keys.
         let mut repels: Vec<Option<(u64, Vec<Option<u32>>)>> = vec![None; cache.anti_set_bound()];
