@@ -28,10 +28,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use kube::Api;
 use kube::api::DynamicObject;
+use kube::api::{ObjectMeta, PartialObjectMeta};
 use kube::discovery::{ApiResource, Discovery, Scope, verbs};
 use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher;
-use kube::runtime::watcher::Event;
+use kube::runtime::watcher::{self, Event, watcher};
 use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinSet};
 
@@ -263,8 +263,8 @@ impl Shared {
     }
 
     /// Records an added or changed object and queues the work that calls for.
-    fn observe(&self, resource: &Arc<ApiResource>, obj: DynamicObject) {
-        let Some(node) = Node::new(resource.clone(), &obj.metadata) else {
+    fn observe(&self, resource: &Arc<ApiResource>, meta: &ObjectMeta) {
+        let Some(node) = Node::new(resource.clone(), meta) else {
             return;
         };
         let mut state = self.lock();
@@ -277,8 +277,8 @@ impl Shared {
     }
 
     /// Records a deleted object and queues the work that calls for.
-    fn forget(&self, resource: &Arc<ApiResource>, obj: &DynamicObject) {
-        let Some(uid) = obj.metadata.uid.as_deref() else {
+    fn forget(&self, resource: &Arc<ApiResource>, meta: &ObjectMeta) {
+        let Some(uid) = meta.uid.as_deref() else {
             return;
         };
         let mut state = self.lock();
@@ -311,9 +311,9 @@ impl Shared {
     }
 }
 
-/// Watches one resource into the graph.
+/// Watches one resource's metadata, all the graph needs, into the graph.
 async fn monitor(shared: Arc<Shared>, resource: Arc<ApiResource>) {
-    let api: Api<DynamicObject> = Api::all_with(shared.ctx.client.clone(), resource.as_ref());
+    let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(shared.ctx.client.clone(), resource.as_ref());
     let mut events = watcher(api, watcher::Config::default()).default_backoff().boxed();
     let mut listed = HashSet::new();
     while let Some(event) = events.next().await {
@@ -323,14 +323,14 @@ async fn monitor(shared: Arc<Shared>, resource: Arc<ApiResource>) {
                 if let Some(uid) = &obj.metadata.uid {
                     listed.insert(uid.clone());
                 }
-                shared.observe(&resource, obj);
+                shared.observe(&resource, &obj.metadata);
             }
             Ok(Event::InitDone) => {
                 shared.relisted(&resource, &listed);
                 listed.clear();
             }
-            Ok(Event::Apply(obj)) => shared.observe(&resource, obj),
-            Ok(Event::Delete(obj)) => shared.forget(&resource, &obj),
+            Ok(Event::Apply(obj)) => shared.observe(&resource, &obj.metadata),
+            Ok(Event::Delete(obj)) => shared.forget(&resource, &obj.metadata),
             Err(e) => {
                 tracing::debug!(resource = %resource_key(&resource), error = %e, "garbage collector watch failed")
             }
