@@ -22,6 +22,8 @@ use crate::server::Server;
 pub const TABLE_ACCEPT: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
 /// Untimed requests sent before each timed read series.
 const WARMUP: usize = 10;
+/// A create answered this late in the watch test is counted as slow.
+const SLOW_CREATE: Duration = Duration::from_millis(5);
 /// How long watchers wait for outstanding events once the last create was answered.
 const WATCH_GRACE: Duration = Duration::from_secs(30);
 /// How long the controllers get to create a Deployment's pods.
@@ -238,12 +240,17 @@ pub async fn watch_latency(
     }
 
     let mut sent_at = Vec::with_capacity(events);
+    let mut slow_creates = 0;
     for i in 0..events {
         let body = configmap(&format!("watch-{i:06}"));
-        sent_at.push(Instant::now());
+        let sent = Instant::now();
+        sent_at.push(sent);
         creator
             .expect(StatusCode::CREATED, Method::POST, &path, None, Some(body))
             .await?;
+        if sent.elapsed() >= SLOW_CREATE {
+            slow_creates += 1;
+        }
         tokio::time::sleep(pause).await;
     }
     let stopper = tokio::spawn(async move {
@@ -270,6 +277,7 @@ pub async fn watch_latency(
         received: samples.len(),
         missing,
         latency: Latency::of(&mut samples),
+        slow_creates,
     })
 }
 

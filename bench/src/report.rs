@@ -111,6 +111,9 @@ pub struct Watch {
     pub missing: usize,
     /// Receive time minus the time just before the create was sent.
     pub latency: Latency,
+    /// Creates whose own answer took 5 ms or more: an event can be no earlier than its write's
+    /// fsync, so these show when the disk, not the fan-out, made the slowest events.
+    pub slow_creates: usize,
 }
 
 /// Memory with many objects stored.
@@ -289,10 +292,11 @@ impl Report {
             (
                 format!("watch latency p50 / p99 ({} watchers)", w.watchers),
                 format!(
-                    "{}   ({} events, {} pairs{})",
+                    "{}   ({} events, {} pairs, {} creates ≥ 5 ms{})",
                     w.latency.cell(),
                     w.events,
                     w.received,
+                    w.slow_creates,
                     if w.missing > 0 {
                         format!(", {} MISSING", w.missing)
                     } else {
