@@ -87,9 +87,14 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
         let queue = queue.clone();
         let services = services.clone();
         let mut index = PodIndex::default();
+        // Only pods with an address can be published (see `publishable`); a pod that loses
+        // its address leaves the watch as deleted.
         watched(reflector::reflector(
             pod_writer,
-            watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
+            watcher(
+                Api::<Pod>::all(client.clone()),
+                watcher::Config::default().fields("status.podIP!="),
+            ),
         ))
         .for_each(move |event| {
             index.handle(event, &services, &queue);

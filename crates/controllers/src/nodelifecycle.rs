@@ -79,9 +79,10 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
             lease_writer,
             watcher(lease_api, watcher::Config::default()),
         )),
+        // Only pods on a node concern it: pods waiting for the scheduler stay out of the cache.
         feed(reflector::reflector(
             pod_writer,
-            watcher(pod_api, watcher::Config::default()),
+            watcher(pod_api, watcher::Config::default().fields("spec.nodeName!=")),
         )),
     );
     let mut controller = NodeLifecycle::new(ctx, nodes, leases, pods);
