@@ -140,6 +140,8 @@ pub struct Cache {
     /// Pods bound to nodes the cache has not seen (or no longer has).
     orphans: HashMap<Arc<str>, NodeInfo>,
     pods: HashMap<Arc<str>, Placement>,
+    /// Placed pods with preferred pod (anti-)affinity terms, which score other pods.
+    scoring_affinity_pods: usize,
     label_sets: Interner<(String, Labels)>,
     anti_sets: Interner<Vec<AffinityTerm>>,
     namespaces: HashMap<String, Labels>,
@@ -186,6 +188,11 @@ impl Cache {
     /// Whether some pod in the cache has required anti-affinity terms.
     pub fn has_anti_affinity_pods(&self) -> bool {
         !self.anti_sets.is_empty()
+    }
+
+    /// Whether some pod in the cache has preferred pod (anti-)affinity terms.
+    pub fn has_scoring_affinity_pods(&self) -> bool {
+        self.scoring_affinity_pods > 0
     }
 
     /// One more than the largest anti-affinity term set id.
@@ -337,6 +344,9 @@ impl Cache {
     fn place(&mut self, pod: Arc<PodInfo>, node: Arc<str>, assumed: bool) {
         let label_set = self.label_sets.acquire((pod.namespace.clone(), pod.labels.clone()));
         let anti_set = (!pod.anti_affinity.is_empty()).then(|| self.anti_sets.acquire(pod.anti_affinity.clone()));
+        if pod.has_scoring_affinity() {
+            self.scoring_affinity_pods += 1;
+        }
         let placed = PlacedPod {
             info: pod.clone(),
             label_set,
@@ -379,6 +389,9 @@ impl Cache {
         self.label_sets.release(placed.label_set);
         if let Some(id) = placed.anti_set {
             self.anti_sets.release(id);
+        }
+        if placed.info.has_scoring_affinity() {
+            self.scoring_affinity_pods -= 1;
         }
         Some(placed.info)
     }
@@ -534,6 +547,25 @@ mod tests {
         assert!(c.has_anti_affinity_pods());
         c.remove_pod("default/b");
         assert!(!c.has_anti_affinity_pods());
+    }
+
+    #[test]
+    fn knows_whether_any_pod_prefers_company() {
+        let mut c = Cache::default();
+        c.upsert_node(&k8s_node("n1"));
+        c.add_pod(bound("a", "n1"));
+        assert!(!c.has_scoring_affinity_pods());
+        let preferring = Arc::new(pod(json!({
+            "metadata": {"name": "b", "labels": {"app": "db"}},
+            "spec": {"nodeName": "n2", "containers": [{"name": "c"}], "affinity": {"podAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 10, "podAffinityTerm": {
+                    "labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "zone"}}]}}}
+        })));
+        assert!(preferring.has_scoring_affinity());
+        c.add_pod(preferring);
+        assert!(c.has_scoring_affinity_pods());
+        c.remove_pod("default/b");
+        assert!(!c.has_scoring_affinity_pods());
     }
 
     #[test]

@@ -277,7 +277,7 @@ impl Plugin for InterPodAffinity {
     fn pre_score<'a>(&self, cycle: &Cycle<'a>, state: &mut CycleState<'a>, _: &[&'a NodeInfo]) {
         let (pod, cache) = (cycle.pod, cycle.cache);
         let has_preferred = !pod.preferred_affinity.is_empty() || !pod.preferred_anti_affinity.is_empty();
-        if !has_preferred && cache.nodes().iter().all(|n| n.scoring_affinity_pods == 0) {
+        if !has_preferred && !cache.has_scoring_affinity_pods() {
             return;
         }
         let bound = cache.label_set_bound();
