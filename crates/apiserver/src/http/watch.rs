@@ -80,10 +80,7 @@ pub async fn serve(registry: Arc<Registry>, req: WatchRequest) -> Response {
                 Some((Ok::<_, Infallible>(line), stream))
             }))
         }
-        Err(e) => Body::from(event_line(
-            "ERROR",
-            &serde_json::to_vec(&e.status()).unwrap_or_default(),
-        )),
+        Err(e) => Body::from(json_event("ERROR", &e.status())),
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = StatusCode::OK;
