@@ -15,8 +15,9 @@ use clap::{Parser, Subcommand};
 
 /// mimalloc rather than glibc's allocator: the API server allocates and frees many small JSON
 /// values per request, and glibc's arenas spent a sixth of the server's time doing that under
-/// load. Its `no_thp` build keeps transparent huge pages off, which would otherwise back each
-/// touched region of the allocator's arenas with 2 MiB pages and add 9 MiB to the idle RSS.
+/// load. Its `no_thp` build does not ask the kernel for transparent huge pages on its arenas,
+/// which would back each touched region with 2 MiB pages and add 9 MiB to the idle RSS; the
+/// process and the containers it starts keep the system's THP setting.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -27,8 +27,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kube::Api;
-use kube::api::DynamicObject;
-use kube::api::{ObjectMeta, PartialObjectMeta};
+use kube::api::{DynamicObject, ObjectMeta, PartialObjectMeta};
 use kube::discovery::{ApiResource, Discovery, Scope, verbs};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event, watcher};
