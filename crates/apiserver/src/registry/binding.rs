@@ -49,19 +49,18 @@ impl Registry {
         }
         // The cache's copy saves a read of the store. It may be behind: a write it missed makes
         // the swap fail, and a refusal it seems to call for is checked again on the store's copy.
-        let mut cached = (!dry_run && def.view.is_none())
-            .then(|| self.cache.get(&def.key(ns, name)))
-            .flatten();
+        let key = def.key(ns, name);
+        let mut cached = (!dry_run && def.view.is_none()).then(|| self.cache.get(&key)).flatten();
         loop {
-            let (key, revision, current, fresh) = match cached.take() {
+            let (revision, current, fresh) = match cached.take() {
                 Some(obj) => {
                     let revision = meta::meta_str(&obj, "resourceVersion").and_then(|rv| rv.parse().ok());
                     let Some(revision) = revision else { continue };
-                    (def.key(ns, name), revision, (*obj).clone(), false)
+                    (revision, (*obj).clone(), false)
                 }
                 None => {
                     let (kv, current) = self.current(def, ns, name).await?;
-                    (kv.key, kv.mod_revision, current, true)
+                    (kv.mod_revision, current, true)
                 }
             };
             if let Err(refusal) = refusal(def, name, binding, &current) {
