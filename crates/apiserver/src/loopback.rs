@@ -13,6 +13,10 @@ use tower::{Service, ServiceExt};
 
 use crate::auth::{PeerCertificate, User};
 
+/// Marks a request that came through the loopback transport, from a component of this server.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct InProcess;
+
 /// An in-process client transport that authenticates every request as one fixed user.
 #[derive(Clone)]
 pub struct Loopback {
@@ -49,6 +53,7 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let mut req = req.map(Body::new);
         req.extensions_mut().insert(self.caller.clone());
+        req.extensions_mut().insert(InProcess);
         req.headers_mut()
             .entry(header::USER_AGENT)
             .or_insert_with(|| self.user_agent.clone());

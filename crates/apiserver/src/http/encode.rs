@@ -10,6 +10,7 @@ use crate::catalog::ResourceDef;
 use crate::error::ApiError;
 use crate::registry::ListResult;
 use crate::strategy::table::column_definitions;
+use crate::watchcache::Cached;
 
 /// How the client wants objects rendered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +75,14 @@ pub fn negotiate(headers: &HeaderMap) -> Result<Format, ApiError> {
 
 /// A JSON response with `Warning` headers.
 pub fn object_response(code: StatusCode, obj: &impl Serialize, warnings: &[String]) -> Response {
-    let mut resp = bytes_response(code, "application/json", serde_json::to_vec(obj).unwrap_or_default());
+    with_warnings(
+        bytes_response(code, "application/json", serde_json::to_vec(obj).unwrap_or_default()),
+        warnings,
+    )
+}
+
+/// Adds a `Warning` header per warning.
+fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
     for w in warnings {
         let text = format!("299 - {}", serde_json::to_string(w).unwrap_or_default());
         if let Ok(v) = HeaderValue::from_str(&text) {
@@ -121,7 +129,22 @@ struct Row<'a> {
 }
 
 /// An object's `PartialObjectMetadata`: its metadata only, serialized without copying it.
-pub struct Partial<'a>(pub &'a Value);
+pub struct Partial<'a> {
+    object: &'a Value,
+    managed_fields: bool,
+}
+
+impl<'a> Partial<'a> {
+    /// The metadata of `object`, without its managedFields unless `managed_fields`.
+    pub fn new(object: &'a Value, managed_fields: bool) -> Partial<'a> {
+        Partial { object, managed_fields }
+    }
+
+    /// The whole metadata of `object`.
+    pub fn of(object: &'a Value) -> Partial<'a> {
+        Partial::new(object, true)
+    }
+}
 
 impl Serialize for Partial<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -129,11 +152,21 @@ impl Serialize for Partial<'_> {
         let mut map = s.serialize_map(Some(3))?;
         map.serialize_entry("kind", "PartialObjectMetadata")?;
         map.serialize_entry("apiVersion", "meta.k8s.io/v1")?;
-        match self.0.get("metadata") {
-            Some(meta) => map.serialize_entry("metadata", meta)?,
+        match self.object.get("metadata").and_then(Value::as_object) {
+            Some(meta) if self.managed_fields => map.serialize_entry("metadata", meta)?,
+            Some(meta) => map.serialize_entry("metadata", &WithoutManagedFields(meta))?,
             None => map.serialize_entry("metadata", &Map::new())?,
         }
         map.end()
+    }
+}
+
+/// Metadata serialized without its managedFields.
+struct WithoutManagedFields<'a>(&'a Map<String, Value>);
+
+impl Serialize for WithoutManagedFields<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().filter(|(name, _)| *name != "managedFields"))
     }
 }
 
@@ -170,7 +203,7 @@ pub fn table<'a>(
             cells: def.strategy.cells(obj),
             object: match include {
                 Include::None => None,
-                Include::Metadata => Some(RowObject::Metadata(Partial(obj))),
+                Include::Metadata => Some(RowObject::Metadata(Partial::of(obj))),
                 Include::Object => Some(RowObject::Object(obj)),
             },
         })
@@ -194,7 +227,7 @@ pub fn list_response(def: &ResourceDef, result: &ListResult, format: Format, inc
     match format {
         Format::Object => bytes_response(StatusCode::OK, "application/json", list_bytes(def, result)),
         Format::Metadata => {
-            let items: Vec<Partial> = result.items.iter().map(|o| Partial(o)).collect();
+            let items: Vec<Partial> = result.items.iter().map(|o| Partial::of(o)).collect();
             let body = json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": list_metadata(result)});
             let mut out = serde_json::to_vec(&body).unwrap_or_default();
             out.pop();
@@ -223,18 +256,24 @@ pub fn list_response(def: &ResourceDef, result: &ListResult, format: Format, inc
 /// A single object rendered in the requested format.
 pub fn single_response(
     def: &ResourceDef,
-    obj: &Value,
+    obj: &Cached,
     format: Format,
     include: Include,
     code: StatusCode,
     warnings: &[String],
 ) -> Response {
     match format {
-        Format::Object => object_response(code, obj, warnings),
-        Format::Metadata => object_response(code, &Partial(obj), warnings),
+        Format::Object => with_warnings(bytes_response(code, "application/json", obj.json().to_vec()), warnings),
+        Format::Metadata => object_response(code, &Partial::of(obj), warnings),
         Format::Table => {
             let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
-            let body = table(def, std::iter::once(obj), json!({"resourceVersion": rv}), true, include);
+            let body = table(
+                def,
+                std::iter::once(&**obj),
+                json!({"resourceVersion": rv}),
+                true,
+                include,
+            );
             object_response(code, &body, warnings)
         }
     }

@@ -18,7 +18,9 @@ use super::watch::{self, WatchRequest};
 use super::{AppState, json_response};
 use crate::catalog::Subresource;
 use crate::error::ApiError;
+use crate::loopback::InProcess;
 use crate::registry::{DeleteOptions, PatchType, Registry, scale_of};
+use crate::watchcache::Cached;
 
 /// Handles every request below `/api/v1` and `/apis/{group}/{version}` that names a resource.
 pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
@@ -47,7 +49,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
             Method::POST | Method::PUT | Method::PATCH | Method::DELETE => body::read(body).await?,
             _ => bytes::Bytes::new(),
         };
-        dispatch(registry, &parts.method, &parts.headers, target, query, format, body).await
+        dispatch(registry, &parts, target, query, format, body).await
     };
     match result.instrument(span).await {
         Ok(resp) => resp,
@@ -72,8 +74,7 @@ fn sub_of(target: &Target) -> Result<Option<Subresource>, ApiError> {
 
 async fn dispatch(
     registry: Arc<Registry>,
-    method: &Method,
-    headers: &HeaderMap,
+    parts: &http::request::Parts,
     target: Target,
     query: Query,
     format: Format,
@@ -83,8 +84,9 @@ async fn dispatch(
     let ns = target.namespace.as_deref();
     let sub = sub_of(&target)?;
     let include = Include::parse(query.include_object.as_deref());
+    let headers = &parts.headers;
     let media = body::media_type(headers);
-    match (method.clone(), target.name.as_deref()) {
+    match (parts.method.clone(), target.name.as_deref()) {
         (Method::GET, None) => {
             let list = query.list_options(def.strategy.field_labels())?;
             if query.is_watch() {
@@ -97,6 +99,7 @@ async fn dispatch(
                     bookmarks: query.bookmarks(),
                     initial_events: query.initial_events(),
                     timeout: query.timeout().map(Duration::from_secs),
+                    managed_fields: parts.extensions.get::<InProcess>().is_none(),
                 };
                 return Ok(watch::serve(registry, req).await);
             }
@@ -189,7 +192,7 @@ async fn dispatch(
             let obj = registry.delete(&def, ns, name, &opts).await?;
             Ok(encode::single_response(
                 &def,
-                &obj,
+                &Cached::new(obj),
                 format,
                 include,
                 StatusCode::OK,
@@ -215,7 +218,8 @@ async fn dispatch(
             Ok(json_response(StatusCode::OK, &body))
         }
         _ => Err(ApiError::method_not_allowed(format!(
-            "the server does not allow this method on the requested resource ({method} {})",
+            "the server does not allow this method on the requested resource ({} {})",
+            parts.method,
             def.qualified()
         ))),
     }

@@ -44,6 +44,9 @@ pub struct WatchRequest {
     pub initial_events: Option<bool>,
     /// `timeoutSeconds`.
     pub timeout: Option<Duration>,
+    /// Whether objects keep `metadata.managedFields`: not for the server's own components,
+    /// which never read them and would parse them from every event.
+    pub managed_fields: bool,
 }
 
 /// Starts a watch and returns the streaming response.
@@ -187,10 +190,21 @@ impl Stream {
         let stamped = left.then(|| stamp(prev.as_deref().map(|p| &**p), ev.revision));
         Some(match (self.req.format, &stamped) {
             // The usual case: the same line for every watcher of this change.
-            (Format::Object, None) if def.view.is_none() && kind == watch_type(ev.kind) => ev.line(),
-            (Format::Object, None) => event_line(kind, object.json()),
+            (Format::Object, None) if def.view.is_none() && kind == watch_type(ev.kind) => {
+                match self.req.managed_fields {
+                    true => ev.line(),
+                    false => ev.trimmed_line(),
+                }
+            }
+            (Format::Object, None) => match self.req.managed_fields {
+                true => event_line(kind, [object.json()]),
+                false => event_line(kind, object.json_without_managed_fields()),
+            },
             (Format::Object, Some(gone)) => json_event(kind, gone),
-            (Format::Metadata, _) => json_event(kind, &Partial(stamped.as_ref().unwrap_or(&object))),
+            (Format::Metadata, _) => {
+                let shown = stamped.as_ref().unwrap_or(&object);
+                json_event(kind, &Partial::new(shown, self.req.managed_fields))
+            }
             (Format::Table, _) => {
                 let shown: &Value = stamped.as_ref().unwrap_or(&object);
                 let rv = shown
@@ -229,7 +243,7 @@ impl Stream {
 
 /// One event line around an object serialized here.
 fn json_event(kind: &str, object: &(impl Serialize + Sync)) -> Bytes {
-    event_line(kind, &serde_json::to_vec(object).unwrap_or_default())
+    event_line(kind, [&serde_json::to_vec(object).unwrap_or_default()])
 }
 
 /// The previous state of an object that left the selection, stamped with the revision at which it left.

@@ -75,9 +75,9 @@ impl Registry {
             if dry_run {
                 return Ok(());
             }
-            match self.store.update(&key, encode(def, &next)?, revision).await {
+            match self.store.update(&key, encode(def, &mut next)?, revision).await {
                 Ok(stored) => {
-                    self.wrote(stored.mod_revision);
+                    self.persisted(def, &key, next, stored.mod_revision);
                     return Ok(());
                 }
                 Err(kate_store::Error::Conflict { .. }) => continue,

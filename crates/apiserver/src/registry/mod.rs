@@ -71,6 +71,17 @@ impl Registry {
         self.last_write.fetch_max(revision, Ordering::SeqCst);
     }
 
+    /// The object this server just stored under `key` at `revision`, as clients will read it;
+    /// the watch cache gets it too when the stored form is the one served.
+    fn persisted(&self, def: &ResourceDef, key: &str, obj: Value, revision: Revision) -> Arc<Cached> {
+        self.wrote(revision);
+        let object = Cached::new(meta::with_revision(obj, revision));
+        if def.view.is_none() {
+            self.cache.offer(key, revision, object.clone());
+        }
+        object
+    }
+
     /// Waits until the cache holds every write this server has acknowledged.
     pub async fn sync(&self) -> Revision {
         let target = self.last_write.load(Ordering::SeqCst);

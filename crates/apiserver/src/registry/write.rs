@@ -1,6 +1,8 @@
 //! Create, update and delete: defaulting, validation, optimistic concurrency, status/spec split,
 //! finalizers and graceful deletion.
 
+use std::sync::Arc;
+
 use kate_store::KeyValue;
 use serde_json::{Value, json};
 
@@ -9,7 +11,7 @@ use super::meta::{self, meta_str};
 use crate::catalog::{ResourceDef, Subresource};
 use crate::error::{ApiError, Cause};
 use crate::strategy::validation;
-use crate::watchcache::decode;
+use crate::watchcache::{Cached, decode};
 
 /// The manager of writes the server makes itself.
 const DEFAULT_MANAGER: &str = "kube-apiserver";
@@ -45,7 +47,7 @@ pub struct WriteOptions {
 #[derive(Debug)]
 pub struct Written {
     /// The object as stored (or as it would be, on a dry run).
-    pub object: Value,
+    pub object: Arc<Cached>,
     /// Whether the write created the object (201 rather than 200).
     pub created: bool,
     /// `Warning` headers to send.
@@ -144,19 +146,22 @@ impl Registry {
                 return Err(ApiError::already_exists(def.group, def.plural, &name));
             }
             return Ok(Written {
-                object: obj,
+                object: Cached::new(obj),
                 created: true,
                 warnings,
             });
         }
         let key = def.key(ns, &name);
-        let stored = self.store.create(&key, encode(def, &obj)?).await.map_err(|e| match e {
-            kate_store::Error::AlreadyExists(_) => ApiError::already_exists(def.group, def.plural, &name),
-            other => other.into(),
-        })?;
-        self.wrote(stored.mod_revision);
+        let stored = self
+            .store
+            .create(&key, encode(def, &mut obj)?)
+            .await
+            .map_err(|e| match e {
+                kate_store::Error::AlreadyExists(_) => ApiError::already_exists(def.group, def.plural, &name),
+                other => other.into(),
+            })?;
         Ok(Written {
-            object: meta::with_revision(obj, stored.mod_revision),
+            object: self.persisted(def, &key, obj, stored.mod_revision),
             created: true,
             warnings,
         })
@@ -259,14 +264,14 @@ impl Registry {
         self.track(def, Some(current), &mut obj, sub, opts);
         if meta::same_content(&obj, current) {
             return Ok(Written {
-                object: current.clone(),
+                object: Cached::new(current.clone()),
                 created: false,
                 warnings,
             });
         }
         if opts.dry_run {
             return Ok(Written {
-                object: obj,
+                object: Cached::new(obj),
                 created: false,
                 warnings,
             });
@@ -280,19 +285,18 @@ impl Registry {
                 .map_err(|e| self.cas_error(def, name, e))?;
             self.wrote(gone.mod_revision);
             return Ok(Written {
-                object: obj,
+                object: Cached::new(obj),
                 created: false,
                 warnings,
             });
         }
         let stored = self
             .store
-            .update(&key, encode(def, &obj)?, kv.mod_revision)
+            .update(&key, encode(def, &mut obj)?, kv.mod_revision)
             .await
             .map_err(|e| self.cas_error(def, name, e))?;
-        self.wrote(stored.mod_revision);
         Ok(Written {
-            object: meta::with_revision(obj, stored.mod_revision),
+            object: self.persisted(def, &key, obj, stored.mod_revision),
             created: false,
             warnings,
         })
@@ -427,7 +431,11 @@ impl Registry {
             if next == current || opts.dry_run {
                 return Ok(next);
             }
-            match self.store.update(&kv.key, encode(def, &next)?, kv.mod_revision).await {
+            match self
+                .store
+                .update(&kv.key, encode(def, &mut next)?, kv.mod_revision)
+                .await
+            {
                 Ok(stored) => {
                     self.wrote(stored.mod_revision);
                     return Ok(meta::with_revision(next, stored.mod_revision));
@@ -467,10 +475,9 @@ impl Registry {
 }
 
 /// Serializes an object for the store, without its resourceVersion (the store's revision is it).
-pub(super) fn encode(def: &ResourceDef, obj: &Value) -> Result<Vec<u8>, ApiError> {
-    let mut copy = def.stored_form(obj).into_owned();
-    if let Some(m) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
+pub(super) fn encode(def: &ResourceDef, obj: &mut Value) -> Result<Vec<u8>, ApiError> {
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
     }
-    serde_json::to_vec(&copy).map_err(ApiError::internal)
+    serde_json::to_vec(&*def.stored_form(obj)).map_err(ApiError::internal)
 }

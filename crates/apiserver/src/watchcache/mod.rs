@@ -1,8 +1,8 @@
 //! The in-memory watch cache: the current objects and the recent events of the whole registry,
 //! fed by one store watch, so that lists and watches at recent revisions never touch the store.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -10,43 +10,18 @@ use kate_store::{EventKind, RangeRequest, Revision, Store, WatchEvent};
 use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 
+mod cached;
+pub use cached::Cached;
+
 /// Where every Kubernetes object lives in the store.
 pub const REGISTRY_PREFIX: &str = "/registry/";
 
 /// How many events the cache keeps for watchers that resume from a recent revision.
 const HISTORY: usize = 50_000;
 
-/// An object as the cache holds it: parsed, and serialized to JSON once, on first need, for
-/// every list and watcher that sends it as it is.
-#[derive(Debug)]
-pub struct Cached {
-    value: Value,
-    json: OnceLock<Vec<u8>>,
-}
-
-impl Cached {
-    /// Wraps a parsed object.
-    pub fn new(value: Value) -> Arc<Cached> {
-        Arc::new(Cached {
-            value,
-            json: OnceLock::new(),
-        })
-    }
-
-    /// The object's JSON.
-    pub fn json(&self) -> &[u8] {
-        self.json
-            .get_or_init(|| serde_json::to_vec(&self.value).unwrap_or_default())
-    }
-}
-
-impl std::ops::Deref for Cached {
-    type Target = Value;
-
-    fn deref(&self) -> &Value {
-        &self.value
-    }
-}
+/// The most written objects waiting for their events at once; more are left to be parsed, so
+/// a cache whose store watch has stopped cannot gather them without bound.
+const MAX_OFFERS: usize = 10_000;
 
 /// One change to one object, with the object as stored (resourceVersion filled in).
 #[derive(Debug)]
@@ -63,6 +38,8 @@ pub struct Event {
     pub prev: Option<Arc<Cached>>,
     /// The watch line of this change as most watchers send it, made once on first need.
     line: OnceLock<Bytes>,
+    /// The same without the object's managedFields, for the server's own components.
+    trimmed_line: OnceLock<Bytes>,
     /// When the cache received the change (history older than the retention is dropped).
     pub received: Instant,
 }
@@ -84,6 +61,7 @@ impl Event {
             prev,
             received,
             line: OnceLock::new(),
+            trimmed_line: OnceLock::new(),
         }
     }
 
@@ -91,7 +69,14 @@ impl Event {
     /// as stored, shared by every watcher that sends it so.
     pub fn line(&self) -> Bytes {
         self.line
-            .get_or_init(|| event_line(watch_type(self.kind), self.object.json()))
+            .get_or_init(|| event_line(watch_type(self.kind), [self.object.json()]))
+            .clone()
+    }
+
+    /// [`Event::line`] without the object's managedFields, for watchers that never read them.
+    pub fn trimmed_line(&self) -> Bytes {
+        self.trimmed_line
+            .get_or_init(|| event_line(watch_type(self.kind), self.object.json_without_managed_fields()))
             .clone()
     }
 }
@@ -106,13 +91,16 @@ pub fn watch_type(kind: EventKind) -> &'static str {
     }
 }
 
-/// One newline-terminated watch event line around an object already serialized as JSON.
-pub fn event_line(kind: &str, object: &[u8]) -> Bytes {
-    let mut line = Vec::with_capacity(object.len() + 32);
+/// One newline-terminated watch event line around an object already serialized as JSON, given
+/// as consecutive parts.
+pub fn event_line<const N: usize>(kind: &str, object: [&[u8]; N]) -> Bytes {
+    let mut line = Vec::with_capacity(object.iter().map(|part| part.len()).sum::<usize>() + 32);
     line.extend_from_slice(b"{\"type\":\"");
     line.extend_from_slice(kind.as_bytes());
     line.extend_from_slice(b"\",\"object\":");
-    line.extend_from_slice(object);
+    for part in object {
+        line.extend_from_slice(part);
+    }
     line.extend_from_slice(b"}\n");
     Bytes::from(line)
 }
@@ -138,9 +126,20 @@ pub struct WatchStart {
     pub live: broadcast::Receiver<Arc<Event>>,
 }
 
+/// Objects this server has just written, handed over by the registry so that the cache need
+/// not parse its own writes back from the store's bytes.
+#[derive(Default)]
+struct Offers {
+    objects: HashMap<String, (Revision, Arc<Cached>)>,
+    /// The cache has taken the events up to this revision: an offer at or below it would wait
+    /// for an event that has passed.
+    applied: Revision,
+}
+
 /// The cache. Cheap to share behind an `Arc`.
 pub struct WatchCache {
     state: RwLock<State>,
+    offers: Mutex<Offers>,
     retention: Duration,
     live: broadcast::Sender<Arc<Event>>,
     progress: watch::Sender<Revision>,
@@ -201,6 +200,7 @@ impl WatchCache {
         let (progress, _) = watch::channel(state.revision);
         let cache = Arc::new(WatchCache {
             state: RwLock::new(state),
+            offers: Mutex::default(),
             retention,
             live,
             progress,
@@ -220,15 +220,46 @@ impl WatchCache {
         Ok(cache)
     }
 
+    /// Hands the cache an object this server wrote at `revision`, in the form its event will
+    /// carry (the stored form, resourceVersion set), to use instead of parsing the event.
+    pub fn offer(&self, key: &str, revision: Revision, object: Arc<Cached>) {
+        let mut offers = self.offers.lock().unwrap_or_else(|e| e.into_inner());
+        if revision > offers.applied && offers.objects.len() < MAX_OFFERS {
+            offers.objects.insert(key.to_owned(), (revision, object));
+        }
+    }
+
+    /// The objects of a batch's events that were offered at exactly their revisions; offers
+    /// older than an event are dropped, newer ones wait for theirs.
+    fn take_offers(&self, batch: &[WatchEvent]) -> Vec<Option<Arc<Cached>>> {
+        let mut offers = self.offers.lock().unwrap_or_else(|e| e.into_inner());
+        batch
+            .iter()
+            .map(|ev| {
+                let revision = ev.revision();
+                offers.applied = offers.applied.max(revision);
+                match offers.objects.get(&ev.kv.key) {
+                    Some((offered, _)) if *offered <= revision => {
+                        let (offered, object) = offers.objects.remove(&ev.kv.key)?;
+                        (offered == revision && ev.kind != EventKind::Delete).then_some(object)
+                    }
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
     fn apply(&self, batch: Vec<WatchEvent>) {
         let mut fresh = Vec::with_capacity(batch.len());
         let received = Instant::now();
+        let offered = self.take_offers(&batch);
         // Decoded before taking the lock, which readers wait for.
         let decoded: Vec<(WatchEvent, Revision, Arc<Cached>)> = batch
             .into_iter()
-            .map(|ev| {
+            .zip(offered)
+            .map(|(ev, offered)| {
                 let revision = ev.revision();
-                let object = Cached::new(decode(&ev.kv.value, revision));
+                let object = offered.unwrap_or_else(|| Cached::new(decode(&ev.kv.value, revision)));
                 (ev, revision, object)
             })
             .collect();
@@ -345,5 +376,81 @@ impl WatchCache {
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
         self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_cache(test: impl AsyncFnOnce(Arc<dyn Store>, Arc<WatchCache>)) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let store: Arc<dyn Store> =
+                Arc::new(kate_store::sqlite::SqliteStore::open(&dir.path().join("db")).expect("store"));
+            let cache = WatchCache::start(store.clone(), Duration::from_secs(60))
+                .await
+                .expect("cache");
+            test(store, cache).await;
+        });
+    }
+
+    const KEY: &str = "/registry/configmaps/default/a";
+
+    fn object(data: &str, revision: Revision) -> Value {
+        serde_json::json!({
+            "metadata": {"name": "a", "resourceVersion": revision.to_string()},
+            "data": {"k": data},
+        })
+    }
+
+    #[test]
+    fn an_offered_object_replaces_parsing_its_event() {
+        with_cache(async |store, cache| {
+            let bytes = br#"{"metadata":{"name":"a"},"data":{"k":"v"}}"#.to_vec();
+            let stored = store.create(KEY, bytes).await.expect("create");
+            let offered = Cached::new(object("v", stored.mod_revision));
+            cache.offer(KEY, stored.mod_revision, offered.clone());
+            cache.wait_for(stored.mod_revision).await;
+            let held = cache.get(KEY).expect("cached");
+            assert!(Arc::ptr_eq(&held, &offered));
+            assert!(cache.offers.lock().expect("offers").objects.is_empty());
+        });
+    }
+
+    #[test]
+    fn offers_that_cannot_match_an_event_are_not_kept() {
+        with_cache(async |store, cache| {
+            let first = store
+                .create(KEY, br#"{"metadata":{"name":"a"}}"#.to_vec())
+                .await
+                .expect("create");
+            cache.wait_for(first.mod_revision).await;
+            // Too late: the event has been applied already.
+            cache.offer(KEY, first.mod_revision, Cached::new(object("late", first.mod_revision)));
+            assert!(cache.offers.lock().expect("offers").objects.is_empty());
+            // An offer whose revision went to another key is dropped when a newer event for
+            // its own key comes, and that event's bytes are used.
+            let wrong = first.mod_revision + 1;
+            cache.offer(KEY, wrong, Cached::new(object("wrong", wrong)));
+            let other = store
+                .create(
+                    "/registry/configmaps/default/b",
+                    br#"{"metadata":{"name":"b"}}"#.to_vec(),
+                )
+                .await
+                .expect("create");
+            assert_eq!(other.mod_revision, wrong);
+            let bytes = br#"{"metadata":{"name":"a"},"data":{"k":"stored"}}"#.to_vec();
+            let second = store.update(KEY, bytes, first.mod_revision).await.expect("update");
+            cache.wait_for(second.mod_revision).await;
+            let held = cache.get(KEY).expect("cached");
+            assert_eq!(held.pointer("/data/k"), Some(&Value::from("stored")));
+            assert!(cache.offers.lock().expect("offers").objects.is_empty());
+        });
     }
 }
