@@ -5,7 +5,6 @@ use serde_json::{Value, json};
 
 use super::Registry;
 use super::meta;
-use super::write::encode;
 use crate::catalog::ResourceDef;
 use crate::error::{ApiError, Cause};
 
@@ -75,9 +74,8 @@ impl Registry {
             if dry_run {
                 return Ok(());
             }
-            match self.store.update(&key, encode(def, &mut next)?, revision).await {
-                Ok(stored) => {
-                    self.persisted(def, &key, next, stored.mod_revision);
+            match self.put(def, &key, next, Some(revision)).await? {
+                Ok(_) => {
                     return Ok(());
                 }
                 Err(kate_store::Error::Conflict { .. }) => continue,

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use kate_openapi::OpenApi;
-use kate_store::{Revision, Store};
+use kate_store::{KeyValue, Revision, Store};
 use serde_json::Value;
 
 use crate::catalog::{Catalog, ResourceDef};
@@ -71,15 +71,29 @@ impl Registry {
         self.last_write.fetch_max(revision, Ordering::SeqCst);
     }
 
-    /// The object this server just stored under `key` at `revision`, as clients will read it;
-    /// the watch cache gets it too when the stored form is the one served.
-    fn persisted(&self, def: &ResourceDef, key: &str, obj: Value, revision: Revision) -> Arc<Cached> {
-        self.wrote(revision);
-        let object = Cached::new(meta::with_revision(obj, revision));
+    /// Stores `obj` under `key`: a new key with `expected` None, else in place of the value at
+    /// revision `expected`. The watch cache is handed the object, to spare it parsing the
+    /// stored bytes back, when the stored form is the one served.
+    async fn put(
+        &self,
+        def: &ResourceDef,
+        key: &str,
+        mut obj: Value,
+        expected: Option<Revision>,
+    ) -> Result<Result<KeyValue, kate_store::Error>, ApiError> {
+        let bytes = write::encode(def, &mut obj)?;
         if def.view.is_none() {
-            self.cache.offer(key, revision, object.clone());
+            self.cache.offer(key, &bytes, obj);
         }
-        object
+        let stored = match expected {
+            None => self.store.create(key, bytes).await,
+            Some(revision) => self.store.update(key, bytes, revision).await,
+        };
+        match &stored {
+            Ok(kv) => self.wrote(kv.mod_revision),
+            Err(_) => self.cache.withdraw(key),
+        }
+        Ok(stored)
     }
 
     /// Waits until the cache holds every write this server has acknowledged.

@@ -152,16 +152,12 @@ impl Registry {
             });
         }
         let key = def.key(ns, &name);
-        let stored = self
-            .store
-            .create(&key, encode(def, &mut obj)?)
-            .await
-            .map_err(|e| match e {
-                kate_store::Error::AlreadyExists(_) => ApiError::already_exists(def.group, def.plural, &name),
-                other => other.into(),
-            })?;
+        let stored = self.put(def, &key, obj.clone(), None).await?.map_err(|e| match e {
+            kate_store::Error::AlreadyExists(_) => ApiError::already_exists(def.group, def.plural, &name),
+            other => other.into(),
+        })?;
         Ok(Written {
-            object: self.persisted(def, &key, obj, stored.mod_revision),
+            object: Cached::new(meta::with_revision(obj, stored.mod_revision)),
             created: true,
             warnings,
         })
@@ -291,12 +287,11 @@ impl Registry {
             });
         }
         let stored = self
-            .store
-            .update(&key, encode(def, &mut obj)?, kv.mod_revision)
-            .await
+            .put(def, &key, obj.clone(), Some(kv.mod_revision))
+            .await?
             .map_err(|e| self.cas_error(def, name, e))?;
         Ok(Written {
-            object: self.persisted(def, &key, obj, stored.mod_revision),
+            object: Cached::new(meta::with_revision(obj, stored.mod_revision)),
             created: false,
             warnings,
         })
@@ -431,15 +426,8 @@ impl Registry {
             if next == current || opts.dry_run {
                 return Ok(next);
             }
-            match self
-                .store
-                .update(&kv.key, encode(def, &mut next)?, kv.mod_revision)
-                .await
-            {
-                Ok(stored) => {
-                    self.wrote(stored.mod_revision);
-                    return Ok(meta::with_revision(next, stored.mod_revision));
-                }
+            match self.put(def, &kv.key, next.clone(), Some(kv.mod_revision)).await? {
+                Ok(stored) => return Ok(meta::with_revision(next, stored.mod_revision)),
                 Err(kate_store::Error::Conflict { .. }) => continue,
                 Err(e) => return Err(self.cas_error(def, name, e)),
             }

@@ -19,8 +19,8 @@ pub const REGISTRY_PREFIX: &str = "/registry/";
 /// How many events the cache keeps for watchers that resume from a recent revision.
 const HISTORY: usize = 50_000;
 
-/// The most written objects waiting for their events at once; more are left to be parsed, so
-/// a cache whose store watch has stopped cannot gather them without bound.
+/// The most objects offered at once; more are left to be parsed, so that offers whose events
+/// never come (a cache whose store watch has stopped) cannot gather without bound.
 const MAX_OFFERS: usize = 10_000;
 
 /// One change to one object, with the object as stored (resourceVersion filled in).
@@ -126,15 +126,9 @@ pub struct WatchStart {
     pub live: broadcast::Receiver<Arc<Event>>,
 }
 
-/// Objects this server has just written, handed over by the registry so that the cache need
-/// not parse its own writes back from the store's bytes.
-#[derive(Default)]
-struct Offers {
-    objects: HashMap<String, (Revision, Arc<Cached>)>,
-    /// The cache has taken the events up to this revision: an offer at or below it would wait
-    /// for an event that has passed.
-    applied: Revision,
-}
+/// Objects this server is writing, by key: the bytes it stores and the object they encode,
+/// handed over by the registry so that the cache need not parse its own writes back.
+type Offers = HashMap<String, (Vec<u8>, Value)>;
 
 /// The cache. Cheap to share behind an `Arc`.
 pub struct WatchCache {
@@ -163,7 +157,11 @@ pub enum CacheError {
 
 /// Decodes a stored value and stamps its resourceVersion, which is never stored inside it.
 pub fn decode(value: &[u8], revision: Revision) -> Value {
-    let mut obj: Value = serde_json::from_slice(value).unwrap_or(Value::Null);
+    stamp(serde_json::from_slice(value).unwrap_or(Value::Null), revision)
+}
+
+/// Sets the resourceVersion of a stored object.
+fn stamp(mut obj: Value, revision: Revision) -> Value {
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
     }
@@ -220,31 +218,30 @@ impl WatchCache {
         Ok(cache)
     }
 
-    /// Hands the cache an object this server wrote at `revision`, in the form its event will
-    /// carry (the stored form, resourceVersion set), to use instead of parsing the event.
-    pub fn offer(&self, key: &str, revision: Revision, object: Arc<Cached>) {
+    /// Hands the cache an object this server is about to store as `bytes` (the stored form,
+    /// without resourceVersion): the key's next event, if it carries exactly these bytes,
+    /// takes this object instead of parsing them.
+    pub fn offer(&self, key: &str, bytes: &[u8], object: Value) {
         let mut offers = self.offers.lock().unwrap_or_else(|e| e.into_inner());
-        if revision > offers.applied && offers.objects.len() < MAX_OFFERS {
-            offers.objects.insert(key.to_owned(), (revision, object));
+        if offers.len() < MAX_OFFERS || offers.contains_key(key) {
+            offers.insert(key.to_owned(), (bytes.to_vec(), object));
         }
     }
 
-    /// The objects of a batch's events that were offered at exactly their revisions; offers
-    /// older than an event are dropped, newer ones wait for theirs.
-    fn take_offers(&self, batch: &[WatchEvent]) -> Vec<Option<Arc<Cached>>> {
+    /// Takes back the offer for `key`, whose write failed.
+    pub fn withdraw(&self, key: &str) {
+        self.offers.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+
+    /// For each event, the offered object its bytes encode; any other offer for its key is
+    /// dropped, so none outlives the next change of its key.
+    fn take_offers(&self, batch: &[WatchEvent]) -> Vec<Option<Value>> {
         let mut offers = self.offers.lock().unwrap_or_else(|e| e.into_inner());
         batch
             .iter()
-            .map(|ev| {
-                let revision = ev.revision();
-                offers.applied = offers.applied.max(revision);
-                match offers.objects.get(&ev.kv.key) {
-                    Some((offered, _)) if *offered <= revision => {
-                        let (offered, object) = offers.objects.remove(&ev.kv.key)?;
-                        (offered == revision && ev.kind != EventKind::Delete).then_some(object)
-                    }
-                    _ => None,
-                }
+            .map(|ev| match offers.remove(&ev.kv.key) {
+                Some((bytes, object)) if ev.kind != EventKind::Delete && bytes == ev.kv.value => Some(object),
+                _ => None,
             })
             .collect()
     }
@@ -259,7 +256,11 @@ impl WatchCache {
             .zip(offered)
             .map(|(ev, offered)| {
                 let revision = ev.revision();
-                let object = offered.unwrap_or_else(|| Cached::new(decode(&ev.kv.value, revision)));
+                let object = match offered {
+                    Some(object) => stamp(object, revision),
+                    None => decode(&ev.kv.value, revision),
+                };
+                let object = Cached::new(object);
                 (ev, revision, object)
             })
             .collect();
@@ -401,56 +402,43 @@ mod tests {
 
     const KEY: &str = "/registry/configmaps/default/a";
 
-    fn object(data: &str, revision: Revision) -> Value {
-        serde_json::json!({
-            "metadata": {"name": "a", "resourceVersion": revision.to_string()},
-            "data": {"k": data},
-        })
+    /// An object that its stored bytes would not parse into, to tell which one the cache used.
+    fn marked(mark: &str) -> Value {
+        serde_json::json!({"metadata": {"name": "a"}, "data": {"k": mark}})
     }
 
     #[test]
     fn an_offered_object_replaces_parsing_its_event() {
         with_cache(async |store, cache| {
-            let bytes = br#"{"metadata":{"name":"a"},"data":{"k":"v"}}"#.to_vec();
-            let stored = store.create(KEY, bytes).await.expect("create");
-            let offered = Cached::new(object("v", stored.mod_revision));
-            cache.offer(KEY, stored.mod_revision, offered.clone());
+            let bytes = br#"{"metadata":{"name":"a"},"data":{"k":"stored"}}"#;
+            cache.offer(KEY, bytes, marked("offered"));
+            let stored = store.create(KEY, bytes.to_vec()).await.expect("create");
             cache.wait_for(stored.mod_revision).await;
             let held = cache.get(KEY).expect("cached");
-            assert!(Arc::ptr_eq(&held, &offered));
-            assert!(cache.offers.lock().expect("offers").objects.is_empty());
+            assert_eq!(held.pointer("/data/k"), Some(&Value::from("offered")));
+            let rv = stored.mod_revision.to_string();
+            assert_eq!(held.pointer("/metadata/resourceVersion"), Some(&Value::from(rv)));
+            assert!(cache.offers.lock().expect("offers").is_empty());
         });
     }
 
     #[test]
-    fn offers_that_cannot_match_an_event_are_not_kept() {
+    fn an_offer_whose_bytes_differ_from_the_event_is_dropped() {
         with_cache(async |store, cache| {
-            let first = store
-                .create(KEY, br#"{"metadata":{"name":"a"}}"#.to_vec())
-                .await
-                .expect("create");
-            cache.wait_for(first.mod_revision).await;
-            // Too late: the event has been applied already.
-            cache.offer(KEY, first.mod_revision, Cached::new(object("late", first.mod_revision)));
-            assert!(cache.offers.lock().expect("offers").objects.is_empty());
-            // An offer whose revision went to another key is dropped when a newer event for
-            // its own key comes, and that event's bytes are used.
-            let wrong = first.mod_revision + 1;
-            cache.offer(KEY, wrong, Cached::new(object("wrong", wrong)));
-            let other = store
-                .create(
-                    "/registry/configmaps/default/b",
-                    br#"{"metadata":{"name":"b"}}"#.to_vec(),
-                )
-                .await
-                .expect("create");
-            assert_eq!(other.mod_revision, wrong);
+            cache.offer(
+                KEY,
+                br#"{"metadata":{"name":"a"},"data":{"k":"other"}}"#,
+                marked("offered"),
+            );
             let bytes = br#"{"metadata":{"name":"a"},"data":{"k":"stored"}}"#.to_vec();
-            let second = store.update(KEY, bytes, first.mod_revision).await.expect("update");
-            cache.wait_for(second.mod_revision).await;
+            let stored = store.create(KEY, bytes).await.expect("create");
+            cache.wait_for(stored.mod_revision).await;
             let held = cache.get(KEY).expect("cached");
             assert_eq!(held.pointer("/data/k"), Some(&Value::from("stored")));
-            assert!(cache.offers.lock().expect("offers").objects.is_empty());
+            assert!(cache.offers.lock().expect("offers").is_empty());
+            cache.offer(KEY, b"{}", marked("withdrawn"));
+            cache.withdraw(KEY);
+            assert!(cache.offers.lock().expect("offers").is_empty());
         });
     }
 }
