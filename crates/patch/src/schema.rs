@@ -53,13 +53,20 @@ impl<'a> SchemaNode<'a> {
 
     /// Metadata for the field `name` of the object this node describes (unknown if undescribed).
     pub(crate) fn field(self, name: &str) -> FieldMeta<'a> {
+        self.property(name).0.map(FieldMeta::of).unwrap_or_default()
+    }
+
+    /// Schema of the field `name` of the object this node describes, and whether the object
+    /// declares it (rather than allowing any field through `additionalProperties`).
+    pub(crate) fn property(self, name: &str) -> (Option<SchemaNode<'a>>, bool) {
         let object = self.resolve();
-        let property = object
-            .node
-            .get("properties")
-            .and_then(|p| p.get(name))
-            .or_else(|| object.node.get("additionalProperties").filter(|a| a.is_object()));
-        property.map(|p| FieldMeta::of(object.at(p))).unwrap_or_default()
+        match object.node.get("properties").and_then(|p| p.get(name)) {
+            Some(declared) => (Some(object.at(declared)), true),
+            None => {
+                let any = object.node.get("additionalProperties").filter(|a| a.is_object());
+                (any.map(|a| object.at(a)), false)
+            }
+        }
     }
 
     /// Whether `name` is a declared property, which makes a `$`-prefixed key data, not a directive.

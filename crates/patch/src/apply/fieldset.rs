@@ -209,6 +209,14 @@ impl FieldSet {
         self.0.extend(other.0.iter().cloned());
     }
 
+    /// Adds the members of `other`, taking them rather than copying.
+    pub(crate) fn absorb(&mut self, mut other: FieldSet) {
+        if self.0.len() < other.0.len() {
+            std::mem::swap(self, &mut other);
+        }
+        self.0.extend(other.0);
+    }
+
     /// Members of `self` that are not members of `other`.
     pub(crate) fn difference(&self, other: &FieldSet) -> FieldSet {
         FieldSet(self.0.difference(&other.0).cloned().collect())

@@ -235,7 +235,7 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, opts: &UpdateOptions<
             subresource: opts.subresource,
         };
         let entry = managers::find_or_add(&mut entries, &me);
-        entry.fields.extend(&changed);
+        entry.fields.absorb(changed);
         entry.time = Some(opts.now.to_owned());
     }
     managers::write(new, entries);

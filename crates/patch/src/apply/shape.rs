@@ -64,10 +64,7 @@ pub(crate) fn atomic_map(schema: Option<SchemaNode<'_>>) -> bool {
 /// Schema of field `name`, and whether the schema declares it: declared fields of a structure
 /// are only containers, while entries of a free-form map are owned themselves.
 pub(crate) fn field_schema<'s>(schema: Option<SchemaNode<'s>>, name: &str) -> (Option<SchemaNode<'s>>, bool) {
-    match schema {
-        Some(s) => (s.field(name).schema, s.declares(name)),
-        None => (None, false),
-    }
+    schema.map_or((None, false), |s| s.property(name))
 }
 
 fn key_value<'v>(item: &'v Value, key: &str, item_schema: Option<SchemaNode<'v>>) -> Option<&'v Value> {
