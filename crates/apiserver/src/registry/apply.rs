@@ -74,7 +74,8 @@ impl Registry {
                 }
                 Some((kv, current)) => {
                     meta::check_type(def, &mut merged, def.kind, &api_version)?;
-                    self.replace(def, ns, name, merged, &kv, &current, sub, &tracked).await
+                    self.replace(def, ns, name, merged, kv.mod_revision, &current, sub, &tracked)
+                        .await
                 }
             };
             // A 409 here means the object moved (or appeared) since it was read: apply again.

@@ -10,6 +10,8 @@ mod patch;
 #[cfg(test)]
 mod proptests;
 mod scale;
+#[cfg(test)]
+mod testing;
 mod write;
 
 use std::sync::Arc;

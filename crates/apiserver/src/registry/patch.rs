@@ -4,6 +4,7 @@
 
 use kate_openapi::SchemaRef;
 use kate_patch::SchemaNode;
+use kate_store::Revision;
 use serde_json::Value;
 
 use super::Registry;
@@ -57,27 +58,42 @@ impl Registry {
             return self.server_side_apply(def, ns, name, patch, sub, opts).await;
         }
         let schema = self.openapi.kind_schema(def.group, def.version, def.kind);
+        let pinned = pins_resource_version(ty, patch);
+        // The first attempt patches the cache's copy, saving a read of the store. A write from
+        // it stands only if it stored a new revision, which the compare-and-swap allows only
+        // over the current object; any other outcome (a refusal, or no change) may come from a
+        // copy that is behind, and is worked out again on the store's.
+        let usable = !pinned && !opts.dry_run && def.view.is_none();
+        let mut cached = usable.then(|| self.cache.get(&def.key(ns, name))).flatten();
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (kv, current) = self.current(def, ns, name).await?;
-            let mut patched = apply_patch(&current, patch, ty, schema.as_ref())?;
-            super::meta::check_type(def, &mut patched, def.kind, &def.api_version())?;
-            // The stored object carries its own resourceVersion, so `patched` always has one; it
-            // is a precondition only when the patch itself names one.
-            let pinned = pins_resource_version(ty, patch);
-            if meta_str(&patched, "resourceVersion")
-                .is_some_and(|rv| !rv.is_empty() && rv != kv.mod_revision.to_string())
-            {
-                return Err(ApiError::modified(def.group, def.plural, name));
-            }
-            if meta_str(&patched, "name").is_some_and(|n| n != name) {
-                return Err(ApiError::bad_request(format!(
-                    "the name of the object ({}) does not match the name on the URL ({name})",
-                    meta_str(&patched, "name").unwrap_or("")
-                )));
-            }
-            match self.replace(def, ns, name, patched, &kv, &current, sub, opts).await {
+            let from_cache = cached.take().and_then(|obj| {
+                let revision = meta_str(&obj, "resourceVersion")?.parse().ok()?;
+                Some((revision, (*obj).clone()))
+            });
+            let trial = from_cache.is_some();
+            let (revision, current) = match from_cache {
+                Some(copy) => copy,
+                None => {
+                    let (kv, current) = self.current(def, ns, name).await?;
+                    (kv.mod_revision, current)
+                }
+            };
+            let result = match patched(def, name, ty, patch, revision, &current, schema.as_ref()) {
+                Ok(patched) => {
+                    self.replace(def, ns, name, patched, revision, &current, sub, opts)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(written)
+                    if trial && meta_str(&written.object, "resourceVersion") == Some(&*revision.to_string()) =>
+                {
+                    continue;
+                }
+                Err(_) if trial => continue,
                 Err(e) if e.code == 409 && e.reason == "Conflict" && !pinned && attempt < MAX_RETRIES => {
                     continue;
                 }
@@ -85,6 +101,32 @@ impl Registry {
             }
         }
     }
+}
+
+/// `current` (read at `revision`) with `patch` applied, checked against it.
+fn patched(
+    def: &ResourceDef,
+    name: &str,
+    ty: PatchType,
+    patch: &Value,
+    revision: Revision,
+    current: &Value,
+    schema: Option<&SchemaRef>,
+) -> Result<Value, ApiError> {
+    let mut patched = apply_patch(current, patch, ty, schema)?;
+    super::meta::check_type(def, &mut patched, def.kind, &def.api_version())?;
+    // The stored object carries its own resourceVersion, so `patched` always has one; it is a
+    // precondition only when the patch itself names one.
+    if meta_str(&patched, "resourceVersion").is_some_and(|rv| !rv.is_empty() && rv != revision.to_string()) {
+        return Err(ApiError::modified(def.group, def.plural, name));
+    }
+    if meta_str(&patched, "name").is_some_and(|n| n != name) {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({}) does not match the name on the URL ({name})",
+            meta_str(&patched, "name").unwrap_or("")
+        )));
+    }
+    Ok(patched)
 }
 
 /// Whether a patch document sets `metadata.resourceVersion`, making it a precondition.
@@ -133,8 +175,82 @@ pub fn apply_patch(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::sync::Arc;
+
     use serde_json::json;
+
+    use super::super::testing::registry;
+    use super::*;
+
+    fn data(written: &Written) -> &Value {
+        &written.object["data"]
+    }
+
+    #[test]
+    fn a_patch_is_worked_out_on_the_stored_object_when_the_cache_is_behind() {
+        let (dir_a, dir_b) = (
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        );
+        let (rt, stored) = registry(dir_a.path());
+        let (rt_b, behind) = registry(dir_b.path());
+        // Writes go to the first store, while the cache follows the second, which only ever
+        // sees the ConfigMap's first version: a cache that has fallen behind.
+        let registry = Registry::new(
+            stored.store.clone(),
+            behind.cache.clone(),
+            stored.catalog.clone(),
+            stored.openapi.clone(),
+        );
+        let cms = stored.catalog.find("", "v1", "configmaps").cloned().expect("served");
+        let opts = WriteOptions::default();
+        let ns = Some("default");
+        let patch = |registry: Arc<Registry>, ty, body: Value| {
+            let cms = cms.clone();
+            let opts = opts.clone();
+            async move { registry.patch(&cms, ns, "a", ty, &body, None, &opts).await }
+        };
+        let registry = Arc::new(registry);
+        let first = json!({"metadata": {"name": "a"}, "data": {"k": "1"}});
+        rt_b.block_on(async {
+            behind.create(&cms, ns, first.clone(), &opts).await.expect("create");
+            behind.sync().await;
+        });
+        rt.block_on(async {
+            stored.create(&cms, ns, first, &opts).await.expect("create");
+            patch(stored.clone(), PatchType::Merge, json!({"data": {"k": "2"}}))
+                .await
+                .expect("patch");
+            // Against the cache's copy this patch changes nothing; against the stored object
+            // it sets k back, and that must be stored.
+            let written = patch(registry.clone(), PatchType::Merge, json!({"data": {"k": "1"}}))
+                .await
+                .expect("patch");
+            assert_eq!(data(&written), &json!({"k": "1"}));
+            let kv = stored
+                .store
+                .get(&cms.key(ns, "a"))
+                .await
+                .expect("read")
+                .expect("exists");
+            let now: Value = serde_json::from_slice(&kv.value).expect("stored JSON");
+            assert_eq!(now["data"], json!({"k": "1"}));
+            let rv = kv.mod_revision.to_string();
+            assert_eq!(written.object["metadata"]["resourceVersion"], json!(rv));
+            // A patch that the cache's copy fails and the stored object passes.
+            patch(stored.clone(), PatchType::Merge, json!({"data": {"k": "3"}}))
+                .await
+                .expect("patch");
+            let test_then_set = json!([
+                {"op": "test", "path": "/data/k", "value": "3"},
+                {"op": "replace", "path": "/data/k", "value": "4"},
+            ]);
+            let written = patch(registry.clone(), PatchType::Json, test_then_set)
+                .await
+                .expect("patch");
+            assert_eq!(data(&written), &json!({"k": "4"}));
+        });
+    }
 
     #[test]
     fn only_patches_naming_a_resource_version_pin_it() {

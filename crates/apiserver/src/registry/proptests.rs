@@ -1,36 +1,11 @@
 //! Property tests: no request body, however malformed, crashes the registry or changes stored
 //! data when it is refused.
 
-use std::sync::Arc;
-
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use super::{PatchType, Registry, WriteOptions};
-use crate::catalog::Catalog;
-use crate::watchcache::WatchCache;
-
-fn registry(dir: &std::path::Path) -> (tokio::runtime::Runtime, Arc<Registry>) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let registry = rt.block_on(async {
-        let store: Arc<dyn kate_store::Store> =
-            Arc::new(kate_store::sqlite::SqliteStore::open(&dir.join("db")).expect("store"));
-        let cache = WatchCache::start(store.clone(), std::time::Duration::from_secs(60))
-            .await
-            .expect("cache");
-        let catalog = Arc::new(Catalog::builtin());
-        let openapi = Arc::new(kate_openapi::OpenApi::new(crate::api_resources(&catalog)));
-        let registry = Arc::new(Registry::new(store, cache, catalog, openapi));
-        crate::bootstrap::run(&registry, "127.0.0.1".parse().expect("ip"), 6443)
-            .await
-            .expect("bootstrap");
-        registry
-    });
-    (rt, registry)
-}
+use super::testing::registry;
+use super::{PatchType, WriteOptions};
 
 fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![

@@ -75,7 +75,10 @@ impl Registry {
             }
             let mut next = current.clone();
             next["spec"]["replicas"] = json!(replicas);
-            match self.replace(def, ns, name, next, &kv, &current, None, opts).await {
+            match self
+                .replace(def, ns, name, next, kv.mod_revision, &current, None, opts)
+                .await
+            {
                 Ok(Written { object, .. }) => return Ok(scale_of(&object)),
                 Err(e) if e.code == 409 && patch.is_some() && attempts < 5 => continue,
                 Err(e) => return Err(e),

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use kate_store::KeyValue;
+use kate_store::{KeyValue, Revision};
 use serde_json::{Value, json};
 
 use super::Registry;
@@ -209,10 +209,11 @@ impl Registry {
         {
             return Err(ApiError::modified(def.group, def.plural, name));
         }
-        self.replace(def, ns, name, obj, &kv, &current, sub, opts).await
+        self.replace(def, ns, name, obj, kv.mod_revision, &current, sub, opts)
+            .await
     }
 
-    /// Writes `obj` over `current` (read at `kv`), with compare-and-swap on its revision.
+    /// Writes `obj` over `current` (read at `revision`), with compare-and-swap on that revision.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn replace(
         &self,
@@ -220,7 +221,7 @@ impl Registry {
         ns: Option<&str>,
         name: &str,
         mut obj: Value,
-        kv: &KeyValue,
+        revision: Revision,
         current: &Value,
         sub: Option<Subresource>,
         opts: &WriteOptions,
@@ -276,18 +277,18 @@ impl Registry {
         if meta::is_deleting(&obj) && meta::finalized(def, &obj) {
             let gone = self
                 .store
-                .delete(&key, kv.mod_revision)
+                .delete(&key, revision)
                 .await
                 .map_err(|e| self.cas_error(def, name, e))?;
             self.wrote(gone.mod_revision);
             return Ok(Written {
-                object: Cached::new(obj),
+                object: Cached::new(meta::with_revision(obj, gone.mod_revision)),
                 created: false,
                 warnings,
             });
         }
         let stored = self
-            .put(def, &key, obj.clone(), Some(kv.mod_revision))
+            .put(def, &key, obj.clone(), Some(revision))
             .await?
             .map_err(|e| self.cas_error(def, name, e))?;
         Ok(Written {
