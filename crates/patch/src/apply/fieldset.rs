@@ -5,9 +5,9 @@
 //! byte-for-byte what an upstream apiserver would store for the same fields.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::fmt;
-use std::ops::Bound;
 
 use serde_json::{Map, Value};
 
@@ -172,109 +172,180 @@ pub(crate) fn render(path: &[Element]) -> String {
 
 /// A set of owned paths. A path is a member when its manager owns that node itself (a leaf, a
 /// list item, an entry of a free-form map); parents of members are implied, not owned.
+///
+/// Held as a tree of elements, one node per distinct prefix, so that paths sharing a prefix
+/// share its elements, and the `FieldsV1` JSON is the same tree written out.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct FieldSet(BTreeSet<Vec<Element>>);
+pub(crate) struct FieldSet(Node);
+
+/// The paths that extend one prefix. Every node below the root is a member or has members
+/// below it: emptied nodes are removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Node {
+    member: bool,
+    children: BTreeMap<Element, Node>,
+}
+
+impl Node {
+    fn is_empty(&self) -> bool {
+        !self.member && self.children.is_empty()
+    }
+
+    fn find(&self, path: &[Element]) -> Option<&Node> {
+        path.iter().try_fold(self, |node, element| node.children.get(element))
+    }
+
+    /// Keeps the members `keep` accepts; `path` is this node's path, used as scratch.
+    fn retain(&mut self, path: &mut Vec<Element>, keep: &mut impl FnMut(&[Element]) -> bool) {
+        if self.member && !keep(path) {
+            self.member = false;
+        }
+        self.children.retain(|element, child| {
+            path.push(element.clone());
+            child.retain(path, keep);
+            path.pop();
+            !child.is_empty()
+        });
+    }
+
+    fn absorb(&mut self, other: Node) {
+        self.member |= other.member;
+        for (element, child) in other.children {
+            match self.children.entry(element) {
+                Entry::Vacant(slot) => {
+                    slot.insert(child);
+                }
+                Entry::Occupied(mut slot) => slot.get_mut().absorb(child),
+            }
+        }
+    }
+
+    /// Removes the members of `other`.
+    fn remove_all(&mut self, other: &Node) {
+        if other.member {
+            self.member = false;
+        }
+        for (element, theirs) in &other.children {
+            if let Some(mine) = self.children.get_mut(element) {
+                mine.remove_all(theirs);
+                if mine.is_empty() {
+                    self.children.remove(element);
+                }
+            }
+        }
+    }
+
+    fn paths<'a>(&'a self, path: &mut Vec<&'a Element>, out: &mut Vec<Vec<Element>>) {
+        if self.member {
+            out.push(path.iter().map(|&e| e.clone()).collect());
+        }
+        for (element, child) in &self.children {
+            path.push(element);
+            child.paths(path, out);
+            path.pop();
+        }
+    }
+
+    fn to_fields_v1(&self) -> Value {
+        let mut object = Map::new();
+        if self.member && !self.children.is_empty() {
+            object.insert(".".to_owned(), Value::Object(Map::new()));
+        }
+        for (element, child) in &self.children {
+            object.insert(element.encode(), child.to_fields_v1());
+        }
+        Value::Object(object)
+    }
+
+    fn from_fields_v1(value: &Value, path: &mut Vec<Element>) -> Result<Node, String> {
+        let Value::Object(object) = value else {
+            return Err(format!("fieldsV1 at {:?} is not an object", render(path)));
+        };
+        let mut node = Node {
+            member: object.is_empty() && !path.is_empty(),
+            children: BTreeMap::new(),
+        };
+        for (key, child) in object {
+            if key == "." {
+                node.member |= !path.is_empty();
+                continue;
+            }
+            let element = Element::decode(key)?;
+            path.push(element.clone());
+            let child = Node::from_fields_v1(child, path)?;
+            path.pop();
+            if !child.is_empty() {
+                node.children.entry(element).or_default().absorb(child);
+            }
+        }
+        Ok(node)
+    }
+}
 
 impl FieldSet {
-    pub(crate) fn insert(&mut self, path: Vec<Element>) {
-        self.0.insert(path);
+    pub(crate) fn insert(&mut self, path: &[Element]) {
+        if path.is_empty() {
+            return;
+        }
+        let node = path.iter().fold(&mut self.0, |node, element| {
+            if !node.children.contains_key(element) {
+                node.children.insert(element.clone(), Node::default());
+            }
+            node.children.get_mut(element).expect("just inserted")
+        });
+        node.member = true;
     }
 
     pub(crate) fn contains(&self, path: &[Element]) -> bool {
-        self.0.contains(path)
+        !path.is_empty() && self.0.find(path).is_some_and(|node| node.member)
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.children.is_empty()
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &[Element]> {
-        self.0.iter().map(Vec::as_slice)
+    /// The members, in path order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Vec<Element>> {
+        let mut out = Vec::new();
+        self.0.paths(&mut Vec::new(), &mut out);
+        out.into_iter()
     }
 
     /// Whether `path` or anything below it is a member.
     pub(crate) fn covers(&self, path: &[Element]) -> bool {
-        // Sorted paths keep every extension of a prefix right after it.
-        self.0
-            .range::<[Element], _>((Bound::Included(path), Bound::Unbounded))
-            .next()
-            .is_some_and(|member| member.starts_with(path))
+        // Only nodes that lead to members are kept.
+        self.0.find(path).is_some_and(|node| !node.is_empty())
     }
 
     pub(crate) fn retain(&mut self, mut keep: impl FnMut(&[Element]) -> bool) {
-        self.0.retain(|path| keep(path));
+        self.0.retain(&mut Vec::new(), &mut keep);
     }
 
     pub(crate) fn extend(&mut self, other: &FieldSet) {
-        self.0.extend(other.0.iter().cloned());
+        self.0.absorb(other.0.clone());
     }
 
     /// Adds the members of `other`, taking them rather than copying.
-    pub(crate) fn absorb(&mut self, mut other: FieldSet) {
-        if self.0.len() < other.0.len() {
-            std::mem::swap(self, &mut other);
-        }
-        self.0.extend(other.0);
+    pub(crate) fn absorb(&mut self, other: FieldSet) {
+        self.0.absorb(other.0);
     }
 
     /// Members of `self` that are not members of `other`.
     pub(crate) fn difference(&self, other: &FieldSet) -> FieldSet {
-        FieldSet(self.0.difference(&other.0).cloned().collect())
+        let mut out = self.clone();
+        out.0.remove_all(&other.0);
+        out
     }
 
     /// The `fieldsV1` JSON: nested `f:`/`k:`/`v:`/`i:` keys, `{}` for a member without
     /// children and `".": {}` for a member that also has children.
     pub(crate) fn to_fields_v1(&self) -> Value {
-        #[derive(Default)]
-        struct Node<'a> {
-            member: bool,
-            children: BTreeMap<&'a Element, Node<'a>>,
-        }
-        fn encode(node: &Node<'_>) -> Value {
-            let mut object = Map::new();
-            if node.member && !node.children.is_empty() {
-                object.insert(".".to_owned(), Value::Object(Map::new()));
-            }
-            for (element, child) in &node.children {
-                object.insert(element.encode(), encode(child));
-            }
-            Value::Object(object)
-        }
-        let mut root = Node::default();
-        for path in &self.0 {
-            let node = path
-                .iter()
-                .fold(&mut root, |node, element| node.children.entry(element).or_default());
-            node.member = true;
-        }
-        encode(&root)
+        self.0.to_fields_v1()
     }
 
     /// Parses `fieldsV1` JSON as stored in `metadata.managedFields`.
     pub(crate) fn from_fields_v1(value: &Value) -> Result<Self, String> {
-        fn decode(value: &Value, path: &mut Vec<Element>, out: &mut BTreeSet<Vec<Element>>) -> Result<(), String> {
-            let Value::Object(object) = value else {
-                return Err(format!("fieldsV1 at {:?} is not an object", render(path)));
-            };
-            if object.is_empty() && !path.is_empty() {
-                out.insert(path.clone());
-            }
-            for (key, child) in object {
-                if key == "." {
-                    if !path.is_empty() {
-                        out.insert(path.clone());
-                    }
-                    continue;
-                }
-                path.push(Element::decode(key)?);
-                decode(child, path, out)?;
-                path.pop();
-            }
-            Ok(())
-        }
-        let mut out = BTreeSet::new();
-        decode(value, &mut Vec::new(), &mut out)?;
-        Ok(FieldSet(out))
+        Node::from_fields_v1(value, &mut Vec::new()).map(FieldSet)
     }
 }
 
@@ -331,5 +402,36 @@ mod tests {
         assert_eq!(compare_values(&json!(1), &json!(1.0)), Ordering::Equal);
         assert!(Element::decode("x:1").is_err());
         assert!(FieldSet::from_fields_v1(&json!({"f:a": 1})).is_err());
+    }
+
+    #[test]
+    fn removing_members_prunes_what_no_longer_leads_to_one() {
+        let path = |names: &[&str]| names.iter().map(|n| field(n)).collect::<Vec<_>>();
+        let mut set = FieldSet::default();
+        for p in [
+            &["spec", "replicas"][..],
+            &["spec", "template", "image"],
+            &["spec", "template"],
+            &["data"],
+        ] {
+            set.insert(&path(p));
+        }
+        let listed: Vec<String> = set.iter().map(|p| render(&p)).collect();
+        assert_eq!(
+            listed,
+            [".data", ".spec.replicas", ".spec.template", ".spec.template.image"]
+        );
+        let mut other = FieldSet::default();
+        other.insert(&path(&["spec", "template", "image"]));
+        other.insert(&path(&["spec", "replicas"]));
+        let rest = set.difference(&other);
+        assert!(rest.covers(&path(&["spec"])) && rest.contains(&path(&["spec", "template"])));
+        assert!(!rest.covers(&path(&["spec", "template", "image"])));
+        let mut rest = rest;
+        rest.retain(|p| p.len() == 1);
+        assert!(!rest.covers(&path(&["spec"])), "an emptied branch is removed");
+        assert_eq!(rest.to_fields_v1(), json!({"f:data": {}}));
+        set.absorb(rest);
+        assert_eq!(set.iter().count(), 4);
     }
 }

@@ -196,7 +196,7 @@ fn settle_conflicts(
         .filter(|e| !e.belongs_to(me))
         .flat_map(|e| {
             let taken = e.fields.iter().filter(|path| changing.contains(path));
-            taken.map(move |path| conflict(e, path))
+            taken.map(move |path| conflict(e, &path))
         })
         .collect();
     if conflicts.is_empty() {

@@ -141,7 +141,7 @@ pub(crate) fn fields(value: &Value, schema: Option<SchemaNode<'_>>) -> FieldSet 
     fn walk(value: &Value, schema: Option<SchemaNode<'_>>, path: &mut Vec<Element>, out: &mut FieldSet) {
         let Some(children) = children(value, schema) else {
             if !path.is_empty() {
-                out.insert(path.clone());
+                out.insert(path);
             }
             return;
         };
@@ -149,7 +149,7 @@ pub(crate) fn fields(value: &Value, schema: Option<SchemaNode<'_>>) -> FieldSet 
             path.push(child.element);
             walk(child.value, child.schema, path, out);
             if child.member {
-                out.insert(path.clone());
+                out.insert(path);
             }
             path.pop();
         }
@@ -171,7 +171,7 @@ pub(crate) fn changed(old: Option<&Value>, new: &Value, schema: Option<SchemaNod
     ) {
         let Some(children) = children(new, schema) else {
             if !path.is_empty() && old.is_none_or(|old| compare_values(old, new).is_ne()) {
-                out.insert(path.clone());
+                out.insert(path);
             }
             return;
         };
@@ -180,7 +180,7 @@ pub(crate) fn changed(old: Option<&Value>, new: &Value, schema: Option<SchemaNod
             path.push(child.element);
             walk(before.map(|(v, _)| v), child.value, child.schema, path, out);
             if child.member && before.is_none() {
-                out.insert(path.clone());
+                out.insert(path);
             }
             path.pop();
         }
