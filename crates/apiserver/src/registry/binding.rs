@@ -75,9 +75,7 @@ impl Registry {
                 return Ok(());
             }
             match self.put(def, &key, next, Some(revision)).await? {
-                Ok(_) => {
-                    return Ok(());
-                }
+                Ok(_) => return Ok(()),
                 Err(kate_store::Error::Conflict { .. }) => continue,
                 Err(e) => return Err(self.cas_error(def, name, e)),
             }

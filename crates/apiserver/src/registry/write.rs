@@ -463,7 +463,8 @@ impl Registry {
     }
 }
 
-/// Serializes an object for the store, without its resourceVersion (the store's revision is it).
+/// Serializes an object for the store, first dropping its resourceVersion (the store's revision
+/// is it).
 pub(super) fn encode(def: &ResourceDef, obj: &mut Value) -> Result<Vec<u8>, ApiError> {
     if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
