@@ -65,9 +65,9 @@ impl Registry {
         // copy that is behind, and is worked out again on the store's.
         let usable = !pinned && !opts.dry_run && def.view.is_none();
         let mut cached = usable.then(|| self.cache.get(&def.key(ns, name))).flatten();
+        // Attempts on the store's copy; the trial on the cache's does not count.
         let mut attempt = 0;
         loop {
-            attempt += 1;
             let from_cache = cached.take().and_then(|obj| {
                 let revision = meta_str(&obj, "resourceVersion")?.parse().ok()?;
                 Some((revision, (*obj).clone()))
@@ -76,6 +76,7 @@ impl Registry {
             let (revision, current) = match from_cache {
                 Some(copy) => copy,
                 None => {
+                    attempt += 1;
                     let (kv, current) = self.current(def, ns, name).await?;
                     (kv.mod_revision, current)
                 }
