@@ -49,14 +49,10 @@ impl Registry {
         // The cache's copy saves a read of the store. It may be behind: a write it missed makes
         // the swap fail, and a refusal it seems to call for is checked again on the store's copy.
         let key = def.key(ns, name);
-        let mut cached = (!dry_run && def.view.is_none()).then(|| self.cache.get(&key)).flatten();
+        let mut cached = (!dry_run).then(|| self.cached_copy(def, &key)).flatten();
         loop {
             let (revision, current, fresh) = match cached.take() {
-                Some(obj) => {
-                    let revision = meta::meta_str(&obj, "resourceVersion").and_then(|rv| rv.parse().ok());
-                    let Some(revision) = revision else { continue };
-                    (revision, (*obj).clone(), false)
-                }
+                Some((revision, copy)) => (revision, copy, false),
                 None => {
                     let (kv, current) = self.current(def, ns, name).await?;
                     (kv.mod_revision, current, true)

@@ -73,6 +73,18 @@ impl Registry {
         self.last_write.fetch_max(revision, Ordering::SeqCst);
     }
 
+    /// The watch cache's copy of the object under `key` and the revision it is at, for a write
+    /// that tries it before reading the store: the copy may be behind, which the write's
+    /// compare-and-swap detects. None when the stored form is not the one served.
+    fn cached_copy(&self, def: &ResourceDef, key: &str) -> Option<(Revision, Value)> {
+        if def.view.is_some() {
+            return None;
+        }
+        let obj = self.cache.get(key)?;
+        let revision = meta::meta_str(&obj, "resourceVersion")?.parse().ok()?;
+        Some((revision, (*obj).clone()))
+    }
+
     /// Stores `obj` under `key`: a new key with `expected` None, else in place of the value at
     /// revision `expected`. The watch cache is handed the object, to spare it parsing the
     /// stored bytes back, when the stored form is the one served.

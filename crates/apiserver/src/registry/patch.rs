@@ -63,15 +63,12 @@ impl Registry {
         // it stands only if it stored a new revision, which the compare-and-swap allows only
         // over the current object; any other outcome (a refusal, or no change) may come from a
         // copy that is behind, and is worked out again on the store's.
-        let usable = !pinned && !opts.dry_run && def.view.is_none();
-        let mut cached = usable.then(|| self.cache.get(&def.key(ns, name))).flatten();
+        let usable = !pinned && !opts.dry_run;
+        let mut cached = usable.then(|| self.cached_copy(def, &def.key(ns, name))).flatten();
         // Attempts on the store's copy; the trial on the cache's does not count.
         let mut attempt = 0;
         loop {
-            let from_cache = cached.take().and_then(|obj| {
-                let revision = meta_str(&obj, "resourceVersion")?.parse().ok()?;
-                Some((revision, (*obj).clone()))
-            });
+            let from_cache = cached.take();
             let trial = from_cache.is_some();
             let (revision, current) = match from_cache {
                 Some(copy) => copy,
