@@ -71,10 +71,7 @@ impl<'a> SchemaNode<'a> {
 
     /// Whether `name` is a declared property, which makes a `$`-prefixed key data, not a directive.
     pub(crate) fn declares(self, name: &str) -> bool {
-        self.resolve()
-            .node
-            .get("properties")
-            .is_some_and(|p| p.get(name).is_some())
+        self.property(name).1
     }
 
     /// Schema of the items of the list this node describes.
