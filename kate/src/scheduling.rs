@@ -78,7 +78,9 @@ pub fn run_scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
             ..Default::default()
         };
         tokio::select! {
-            result = kate_scheduler::run(client, config) => result.context("scheduler"),
+            result = kate_scheduler::run(client.clone(), config, kate_controllers::Informers::new(&client).pods) => {
+                result.context("scheduler")
+            }
             _ = tokio::signal::ctrl_c() => Ok(()),
         }
     })
@@ -104,16 +106,22 @@ pub fn run_sim(args: SimArgs) -> anyhow::Result<()> {
     })
 }
 
-/// Starts the scheduler (and `sim_nodes` simulated nodes, if any) inside `kate server`.
-pub fn start_in_server(client: kube::Client, identity: String, sim_nodes: usize) {
+/// Starts the scheduler (and `sim_nodes` simulated nodes, if any) inside `kate server`, with
+/// the server's shared informers.
+pub fn start_in_server(
+    client: kube::Client,
+    identity: String,
+    informers: &kate_controllers::Informers,
+    sim_nodes: usize,
+) {
     let config = kate_scheduler::Config {
         identity,
         ..Default::default()
     };
     tokio::spawn({
-        let client = client.clone();
+        let (client, pods) = (client.clone(), informers.pods.clone());
         async move {
-            if let Err(e) = kate_scheduler::run(client, config).await {
+            if let Err(e) = kate_scheduler::run(client, config, pods).await {
                 tracing::error!(error = %e, "scheduler stopped");
             }
         }

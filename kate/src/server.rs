@@ -81,8 +81,11 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             "kate: try `KUBECONFIG={} kubectl get namespaces`",
             server.kubeconfig.display()
         );
+        // The scheduler and the controllers share one pod watch, made as the controller manager.
+        let client = local_client(&server, "system:kube-controller-manager", "kube-controller-manager");
+        let informers = kate_controllers::Informers::new(&client);
         let scheduler = local_client(&server, "system:kube-scheduler", "kube-scheduler");
-        crate::scheduling::start_in_server(scheduler, identity(&data_dir), args.sim_nodes);
+        crate::scheduling::start_in_server(scheduler, identity(&data_dir), &informers, args.sim_nodes);
         let controllers = kate_controllers::Config {
             identity: identity(&data_dir),
             node_monitor_grace: Duration::from_secs(args.node_monitor_grace_period),
@@ -110,9 +113,8 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
                 true,
             );
         }
-        let client = local_client(&server, "system:kube-controller-manager", "kube-controller-manager");
         tokio::spawn(async move {
-            if let Err(e) = kate_controllers::run(client, controllers).await {
+            if let Err(e) = kate_controllers::run(client, controllers, informers).await {
                 tracing::error!(error = %e, "controllers stopped");
             }
         });

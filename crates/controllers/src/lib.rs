@@ -12,6 +12,7 @@ pub mod endpoints;
 mod endpointslice;
 pub mod events;
 pub mod garbagecollector;
+pub mod informer;
 pub mod leader;
 pub mod namespace;
 pub mod nodeipam;
@@ -22,6 +23,8 @@ pub mod serviceaccount;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::watcher;
 use tokio::task::JoinSet;
 
 /// Errors a controller reports to its loop (which logs them and retries with backoff).
@@ -67,12 +70,31 @@ pub struct Context {
     pub config: Config,
     /// Records events shown by `kubectl describe` and `kubectl get events`.
     pub events: events::Recorder,
+    /// The watches shared with the other consumers in this process.
+    pub informers: Informers,
+}
+
+/// The informers that the controllers share with each other and with the scheduler.
+#[derive(Clone)]
+pub struct Informers {
+    /// Every pod.
+    pub pods: informer::Shared<Pod>,
+}
+
+impl Informers {
+    /// Informers that watch through `client`.
+    pub fn new(client: &kube::Client) -> Informers {
+        Informers {
+            pods: informer::Shared::new(kube::Api::all(client.clone()), watcher::Config::default()),
+        }
+    }
 }
 
 /// Runs every controller while this process holds the controller-manager lease; returns only
 /// if leadership cannot be pursued any more.
-pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
+pub async fn run(client: kube::Client, config: Config, informers: Informers) -> Result<(), Error> {
     let ctx = Arc::new(Context {
+        informers,
         events: events::Recorder::new(client.clone(), "kate-controller-manager"),
         client: client.clone(),
         config: config.clone(),

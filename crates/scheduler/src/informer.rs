@@ -1,16 +1,19 @@
 //! Watches that feed the scheduling loop: pods, nodes, namespaces, and the services and
 //! workloads whose selectors drive default spreading. Each watch lists, then follows changes,
 //! relisting after errors; after every (re)list it reports the full set of names so the loop
-//! can drop what was deleted while the watch was down.
+//! can drop what was deleted while the watch was down. Pods come from a shared informer, whose
+//! parsed objects the controllers in the same process read too.
 
+use std::borrow::Borrow;
 use std::collections::HashSet;
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use kate_controllers::informer::Shared;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -65,12 +68,12 @@ pub enum Event {
 }
 
 /// Starts every watch; they stop when `tasks` is dropped.
-pub fn spawn_all(client: &kube::Client, tx: &Sender<Event>, tasks: &mut JoinSet<()>) {
-    tasks.spawn(watch(
-        Api::<Pod>::all(client.clone()),
+pub fn spawn_all(client: &kube::Client, pods: &Shared<Pod>, tx: &Sender<Event>, tasks: &mut JoinSet<()>) {
+    tasks.spawn(follow::<_, Pod, _>(
+        pods.subscribe().map(|event| event.into_watcher()),
         tx.clone(),
         Kind::Pod,
-        |pod, deleted| {
+        |pod: Arc<Pod>, deleted| {
             let info = PodInfo::new(&pod);
             if deleted {
                 Event::PodGone(info.key)
@@ -159,32 +162,45 @@ fn key_of<K: Resource>(obj: &K, kind: Kind) -> String {
     }
 }
 
-/// Follows one kind until the receiver is gone.
+/// Follows one kind from the API until the receiver is gone.
 async fn watch<K, F>(api: Api<K>, tx: Sender<Event>, kind: Kind, convert: F)
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
     F: Fn(K, bool) -> Event + Send + 'static,
 {
-    let stream = watcher(api, watcher::Config::default()).default_backoff();
-    futures::pin_mut!(stream);
+    let changes = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .filter_map(move |change| {
+            if let Err(e) = &change {
+                tracing::debug!(?kind, error = %e, "watch failed; retrying");
+            }
+            std::future::ready(change.ok())
+        });
+    follow(changes, tx, kind, convert).await
+}
+
+/// Hands the loop what `changes` say about objects of one kind until the receiver is gone.
+async fn follow<O, K, F>(changes: impl Stream<Item = watcher::Event<O>>, tx: Sender<Event>, kind: Kind, convert: F)
+where
+    O: Borrow<K>,
+    K: Resource,
+    F: Fn(O, bool) -> Event,
+{
+    futures::pin_mut!(changes);
     let mut listing = HashSet::new();
-    while let Some(event) = stream.next().await {
-        let out = match event {
-            Ok(watcher::Event::Init) => {
+    while let Some(change) = changes.next().await {
+        let out = match change {
+            watcher::Event::Init => {
                 listing.clear();
                 continue;
             }
-            Ok(watcher::Event::InitApply(obj)) => {
-                listing.insert(key_of(&obj, kind));
+            watcher::Event::InitApply(obj) => {
+                listing.insert(key_of(obj.borrow(), kind));
                 convert(obj, false)
             }
-            Ok(watcher::Event::InitDone) => Event::Listed(kind, std::mem::take(&mut listing)),
-            Ok(watcher::Event::Apply(obj)) => convert(obj, false),
-            Ok(watcher::Event::Delete(obj)) => convert(obj, true),
-            Err(e) => {
-                tracing::debug!(?kind, error = %e, "watch failed; retrying");
-                continue;
-            }
+            watcher::Event::InitDone => Event::Listed(kind, std::mem::take(&mut listing)),
+            watcher::Event::Apply(obj) => convert(obj, false),
+            watcher::Event::Delete(obj) => convert(obj, true),
         };
         if tx.send(out).is_err() {
             return;

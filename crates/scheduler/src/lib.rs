@@ -34,6 +34,8 @@ pub mod sim;
 
 use std::sync::mpsc;
 
+use k8s_openapi::api::core::v1::Pod;
+use kate_controllers::informer::Shared;
 use tokio::task::JoinSet;
 
 /// The scheduler name pods get by default.
@@ -84,12 +86,13 @@ impl Default for Config {
 
 /// Schedules while this process holds the scheduler lease; returns only if leader election
 /// cannot go on.
-pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
+/// Pods come from `pods`, which may be shared with other consumers in the process.
+pub async fn run(client: kube::Client, config: Config, pods: Shared<Pod>) -> Result<(), Error> {
     let (identity, lease) = (config.identity.clone(), config.lease_name.clone());
     kate_controllers::leader::run_while_leader(client.clone(), "kube-system", &lease, &identity, move || {
-        let (client, config) = (client.clone(), config.clone());
+        let (client, config, pods) = (client.clone(), config.clone(), pods.clone());
         async move {
-            if let Err(e) = schedule(client, config).await {
+            if let Err(e) = schedule(client, config, pods).await {
                 tracing::error!(error = %e, "scheduler stopped");
             }
         }
@@ -108,7 +111,7 @@ impl Drop for StopOnDrop {
 }
 
 /// Runs the watches and the scheduling loop until the loop ends.
-async fn schedule(client: kube::Client, config: Config) -> Result<(), Error> {
+async fn schedule(client: kube::Client, config: Config, pods: Shared<Pod>) -> Result<(), Error> {
     let (tx, rx) = mpsc::channel();
     let writer = bind::Writer::new(
         client.clone(),
@@ -127,7 +130,7 @@ async fn schedule(client: kube::Client, config: Config) -> Result<(), Error> {
         })?;
     let _stop = StopOnDrop(tx.clone());
     let mut watches = JoinSet::new();
-    informer::spawn_all(&client, &tx, &mut watches);
+    informer::spawn_all(&client, &pods, &tx, &mut watches);
     drop(tx);
     tracing::info!(scheduler = %config.scheduler_name, "scheduler started");
     let _ = done_rx.await;

@@ -1,7 +1,7 @@
 //! The ReplicaSet controller: keeps `spec.replicas` pods from a ReplicaSet's template.
 //!
-//! Pods come from a reflector store fed by one cluster-wide pod watch, which also wakes the
-//! owning ReplicaSet (or, for an orphan, every ReplicaSet whose selector matches it). A pass
+//! Pods come from the process's shared pod informer, whose changes also wake the owning
+//! ReplicaSet (or, for an orphan, every ReplicaSet whose selector matches it). A pass
 //! claims the pods (adopting matching orphans, releasing owned pods that stopped matching),
 //! creates or deletes the difference and writes the status. Creations go out in slow-start
 //! batches (1, 2, 4, …) with many requests in flight, so a broken template costs one failed
@@ -21,7 +21,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt, stream};
+use futures::{StreamExt, stream};
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodTemplateSpec};
@@ -29,8 +29,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{DeleteParams, PostParams};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 use tracing::Instrument;
 
@@ -38,6 +38,7 @@ use self::budget::EventBudget;
 use self::expectations::Expectations;
 use self::ownership::Owner;
 use crate::events::Kind;
+use crate::informer::{Event, Shared};
 use crate::{Context, Error};
 
 /// Most pods created or deleted in one pass; the rest wait for the next, as upstream's burst.
@@ -53,7 +54,7 @@ const RETRY: Duration = Duration::from_secs(2);
 /// What the passes share.
 struct State {
     ctx: Arc<Context>,
-    pods: Store<Pod>,
+    pods: Shared<Pod>,
     sets: Store<ReplicaSet>,
     expectations: Arc<Expectations>,
     budget: EventBudget,
@@ -72,20 +73,15 @@ impl State {
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let client = ctx.client.clone();
     let expectations = Arc::new(Expectations::default());
-    let (pods, writer) = reflector::store::<Pod>();
+    let pods = ctx.informers.pods.clone();
     let mut observer = Observer {
         expectations: expectations.clone(),
-        store: pods.clone(),
-        writer,
         relisted: Vec::new(),
     };
-    let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .map_ok(move |event| {
-            observer.apply(&event);
-            event
-        })
-        .touched_objects();
+    let pod_events = pods.subscribe().filter_map(move |event| {
+        observer.apply(&event);
+        std::future::ready(event.object().cloned())
+    });
     let controller = Controller::new(Api::<ReplicaSet>::all(client), watcher::Config::default());
     let sets = controller.store();
     let state = Arc::new(State {
@@ -96,7 +92,7 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
         budget: EventBudget::default(),
     });
     controller
-        .watches_stream(pod_events, move |pod| owners_of(&sets, &pod))
+        .watches_shared_stream(pod_events, move |pod| owners_of(&sets, &pod))
         .run(reconcile, |_, _, _| Action::requeue(RETRY), state)
         .for_each(|result| async move {
             if let Err(e) = result {
@@ -107,53 +103,41 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     Ok(())
 }
 
-/// Applies pod watch events to the store and, once the store holds them, marks the
-/// expectations they meet.
+/// Marks the expectations that pod changes meet; the shared store holds a change before its
+/// event is heard.
 struct Observer {
     expectations: Arc<Expectations>,
-    store: Store<Pod>,
-    writer: Writer<Pod>,
-    /// Owners of pods that a re-list found new; counted once the re-list lands in the store.
+    /// Owners of pods that a re-list found new; counted once the re-list is complete.
     relisted: Vec<String>,
 }
 
 impl Observer {
-    fn apply(&mut self, event: &watcher::Event<Pod>) {
-        use watcher::Event::*;
-        let known = |pod: &Pod| self.store.get(&ObjectRef::from_obj(pod)).is_some();
+    fn apply(&mut self, event: &Event<Pod>) {
         match event {
-            Apply(pod) => {
-                let new = !known(pod);
-                self.writer.apply_watcher_event(event);
+            Event::Applied { object: pod, new } => {
                 if let Some(uid) = owner_uid(pod) {
                     if pod.metadata.deletion_timestamp.is_some() {
                         self.expectations.deletion_observed(uid, &pod.name_any());
-                    } else if new {
+                    } else if *new {
                         self.expectations.creation_observed(uid);
                     }
                 }
             }
-            Delete(pod) => {
-                self.writer.apply_watcher_event(event);
+            Event::Deleted(pod) => {
                 if let Some(uid) = owner_uid(pod) {
                     self.expectations.deletion_observed(uid, &pod.name_any());
                 }
             }
-            Init => {
-                self.relisted.clear();
-                self.writer.apply_watcher_event(event);
-            }
-            InitApply(pod) => {
+            Event::Relisting => self.relisted.clear(),
+            Event::Listed { object: pod, new } => {
                 if let Some(uid) = owner_uid(pod)
                     && pod.metadata.deletion_timestamp.is_none()
-                    && !known(pod)
+                    && *new
                 {
                     self.relisted.push(uid.to_string());
                 }
-                self.writer.apply_watcher_event(event);
             }
-            InitDone => {
-                self.writer.apply_watcher_event(event);
+            Event::Synced => {
                 for uid in self.relisted.drain(..) {
                     self.expectations.creation_observed(&uid);
                 }
@@ -209,10 +193,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, st: Arc<State>) -> Result<Action, Error>
 /// One pass over a ReplicaSet.
 async fn sync(rs: &ReplicaSet, st: &State) -> Result<Action, Error> {
     // Acting before the first pod list arrived would create every replica again.
-    if !matches!(
-        tokio::time::timeout(STORE_WAIT, st.pods.wait_until_ready()).await,
-        Ok(Ok(()))
-    ) {
+    if tokio::time::timeout(STORE_WAIT, st.pods.wait_synced()).await.is_err() {
         return Ok(Action::requeue(RETRY));
     }
     let ns = rs.namespace().unwrap_or_default();
@@ -231,7 +212,7 @@ async fn sync(rs: &ReplicaSet, st: &State) -> Result<Action, Error> {
     };
     let needs_sync = st.expectations.satisfied(owner.uid(), |name| {
         st.pods
-            .get(&ObjectRef::new(name).within(&ns))
+            .get(&ns, name)
             .is_some_and(|p| p.metadata.deletion_timestamp.is_none())
     });
     let candidates = st
