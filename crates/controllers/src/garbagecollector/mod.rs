@@ -310,28 +310,44 @@ impl Shared {
     }
 }
 
-/// Watches one resource's metadata, all the graph needs, into the graph.
+/// Watches one resource's metadata, all the graph needs, into the graph. Pods come from the
+/// process's shared pod informer, which has parsed them already.
 async fn monitor(shared: Arc<Shared>, resource: Arc<ApiResource>) {
+    if resource.group.is_empty() && resource.plural == "pods" {
+        let pods = shared.ctx.informers.pods.subscribe().map(|e| Ok(e.into_watcher()));
+        return follow(&shared, &resource, pods, |pod| &pod.metadata).await;
+    }
     let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(shared.ctx.client.clone(), resource.as_ref());
-    let mut events = watcher(api, watcher::Config::default()).default_backoff().boxed();
+    let events = watcher(api, watcher::Config::default()).default_backoff();
+    follow(&shared, &resource, events, |obj| &obj.metadata).await
+}
+
+/// Feeds one resource's changes into the graph.
+async fn follow<O>(
+    shared: &Shared,
+    resource: &Arc<ApiResource>,
+    events: impl futures::Stream<Item = Result<Event<O>, watcher::Error>>,
+    meta: impl Fn(&O) -> &ObjectMeta,
+) {
+    futures::pin_mut!(events);
     let mut listed = HashSet::new();
     while let Some(event) = events.next().await {
         match event {
             Ok(Event::Init) => listed.clear(),
             Ok(Event::InitApply(obj)) => {
-                if let Some(uid) = &obj.metadata.uid {
+                if let Some(uid) = &meta(&obj).uid {
                     listed.insert(uid.clone());
                 }
-                shared.observe(&resource, &obj.metadata);
+                shared.observe(resource, meta(&obj));
             }
             Ok(Event::InitDone) => {
-                shared.relisted(&resource, &listed);
+                shared.relisted(resource, &listed);
                 listed.clear();
             }
-            Ok(Event::Apply(obj)) => shared.observe(&resource, &obj.metadata),
-            Ok(Event::Delete(obj)) => shared.forget(&resource, &obj.metadata),
+            Ok(Event::Apply(obj)) => shared.observe(resource, meta(&obj)),
+            Ok(Event::Delete(obj)) => shared.forget(resource, meta(&obj)),
             Err(e) => {
-                tracing::debug!(resource = %resource_key(&resource), error = %e, "garbage collector watch failed")
+                tracing::debug!(resource = %resource_key(resource), error = %e, "garbage collector watch failed")
             }
         }
     }

@@ -19,16 +19,11 @@ impl Plugin for BalancedAllocation {
             return 0;
         }
         let (alloc, used) = (&node.allocatable, &node.requested);
-        let fractions: Vec<f64> = [
-            (used.milli_cpu + want.milli_cpu, alloc.milli_cpu),
-            (used.memory + want.memory, alloc.memory),
-        ]
-        .iter()
-        .filter(|(_, cap)| *cap > 0)
-        .map(|&(req, cap)| (req as f64 / cap as f64).min(1.0))
-        .collect();
-        let std = match fractions.as_slice() {
-            [a, b] => ((a - b) / 2.0).abs(),
+        let fraction = |req: i64, cap: i64| (cap > 0).then(|| (req as f64 / cap as f64).min(1.0));
+        let cpu = fraction(used.milli_cpu + want.milli_cpu, alloc.milli_cpu);
+        let memory = fraction(used.memory + want.memory, alloc.memory);
+        let std = match (cpu, memory) {
+            (Some(a), Some(b)) => ((a - b) / 2.0).abs(),
             _ => 0.0,
         };
         ((1.0 - std) * MAX_NODE_SCORE as f64) as i64

@@ -85,15 +85,14 @@ impl Plugin for NodeResourcesFit {
             (used.milli_cpu + want.milli_cpu, alloc.milli_cpu),
             (used.memory + want.memory, alloc.memory),
         ];
-        let counted: Vec<i64> = pairs
+        let (sum, counted) = pairs
             .iter()
             .filter(|(_, cap)| *cap > 0)
-            .map(|&(req, cap)| least_requested(req, cap))
-            .collect();
-        if counted.is_empty() {
+            .fold((0, 0), |(sum, n), &(req, cap)| (sum + least_requested(req, cap), n + 1));
+        if counted == 0 {
             return 0;
         }
-        counted.iter().sum::<i64>() / counted.len() as i64
+        sum / counted
     }
 }
 
