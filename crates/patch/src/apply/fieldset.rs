@@ -283,6 +283,35 @@ impl Node {
 }
 
 impl FieldSet {
+    /// A subtree that is owned itself; with `false`, an empty one. Walks build a set bottom up
+    /// from these and [`FieldSet::graft`], which is cheaper than inserting every path from the
+    /// root.
+    pub(crate) fn subtree(member: bool) -> FieldSet {
+        FieldSet(Node {
+            member,
+            children: BTreeMap::new(),
+        })
+    }
+
+    /// Marks the subtree's root as owned.
+    pub(crate) fn own(&mut self) {
+        self.0.member = true;
+    }
+
+    /// Hangs the paths of `child` under `element`; nothing when it is empty.
+    pub(crate) fn graft(&mut self, element: Element, child: FieldSet) {
+        if child.0.is_empty() {
+            return;
+        }
+        match self.0.children.entry(element) {
+            Entry::Vacant(slot) => {
+                slot.insert(child.0);
+            }
+            Entry::Occupied(mut slot) => slot.get_mut().absorb(child.0),
+        }
+    }
+
+    #[cfg(test)]
     pub(crate) fn insert(&mut self, path: &[Element]) {
         if path.is_empty() {
             return;

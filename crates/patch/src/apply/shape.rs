@@ -138,56 +138,44 @@ pub(crate) fn children<'v, 's>(value: &'v Value, schema: Option<SchemaNode<'s>>)
 
 /// The fields `value` sets, as upstream's `ToFieldSet` lists them.
 pub(crate) fn fields(value: &Value, schema: Option<SchemaNode<'_>>) -> FieldSet {
-    fn walk(value: &Value, schema: Option<SchemaNode<'_>>, path: &mut Vec<Element>, out: &mut FieldSet) {
+    /// The subtree below one node; `top` for the object itself, which is never a member.
+    fn walk(value: &Value, schema: Option<SchemaNode<'_>>, top: bool) -> FieldSet {
         let Some(children) = children(value, schema) else {
-            if !path.is_empty() {
-                out.insert(path);
-            }
-            return;
+            return FieldSet::subtree(!top);
         };
+        let mut out = FieldSet::subtree(false);
         for child in children {
-            path.push(child.element);
-            walk(child.value, child.schema, path, out);
+            let mut below = walk(child.value, child.schema, false);
             if child.member {
-                out.insert(path);
+                below.own();
             }
-            path.pop();
+            out.graft(child.element, below);
         }
+        out
     }
-    let mut out = FieldSet::default();
-    walk(value, schema, &mut Vec::new(), &mut out);
-    out
+    walk(value, schema, true)
 }
 
 /// The fields of `new` that a write from `old` changed: leaves with a different value, and owned
 /// nodes (list items, map entries) that `old` lacks. With no `old`, every field of `new`.
 pub(crate) fn changed(old: Option<&Value>, new: &Value, schema: Option<SchemaNode<'_>>) -> FieldSet {
-    fn walk(
-        old: Option<&Value>,
-        new: &Value,
-        schema: Option<SchemaNode<'_>>,
-        path: &mut Vec<Element>,
-        out: &mut FieldSet,
-    ) {
+    /// The changed subtree below one node; `top` for the object itself, never a member.
+    fn walk(old: Option<&Value>, new: &Value, schema: Option<SchemaNode<'_>>, top: bool) -> FieldSet {
         let Some(children) = children(new, schema) else {
-            if !path.is_empty() && old.is_none_or(|old| compare_values(old, new).is_ne()) {
-                out.insert(path);
-            }
-            return;
+            return FieldSet::subtree(!top && old.is_none_or(|old| compare_values(old, new).is_ne()));
         };
+        let mut out = FieldSet::subtree(false);
         for child in children {
             let before = old.and_then(|old| step(old, &child.element, schema));
-            path.push(child.element);
-            walk(before.map(|(v, _)| v), child.value, child.schema, path, out);
+            let mut below = walk(before.map(|(v, _)| v), child.value, child.schema, false);
             if child.member && before.is_none() {
-                out.insert(path);
+                below.own();
             }
-            path.pop();
+            out.graft(child.element, below);
         }
+        out
     }
-    let mut out = FieldSet::default();
-    walk(old, new, schema, &mut Vec::new(), &mut out);
-    out
+    walk(old, new, schema, true)
 }
 
 /// Follows one element from `value`, returning the child and its schema.
