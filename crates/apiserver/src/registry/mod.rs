@@ -86,28 +86,44 @@ impl Registry {
     }
 
     /// Stores `obj` under `key`: a new key with `expected` None, else in place of the value at
-    /// revision `expected`. The watch cache is handed the object, to spare it parsing the
-    /// stored bytes back, when the stored form is the one served.
+    /// revision `expected`; returns what was stored and the object as served. The object is
+    /// serialized once: the watch cache is handed it with those bytes, to spare it parsing them
+    /// back, and the served JSON is the same bytes with the resourceVersion spliced in, when the
+    /// stored form is the one served.
     async fn put(
         &self,
         def: &ResourceDef,
         key: &str,
         mut obj: Value,
         expected: Option<Revision>,
-    ) -> Result<Result<KeyValue, kate_store::Error>, ApiError> {
-        let bytes = write::encode(def, &mut obj)?;
-        if def.view.is_none() {
-            self.cache.offer(key, &bytes, obj);
-        }
-        let stored = match expected {
+    ) -> Result<Result<(KeyValue, Arc<Cached>), kate_store::Error>, ApiError> {
+        let stored = write::encode(def, &mut obj)?;
+        let bytes = stored.bytes().to_vec();
+        let view = match def.view {
+            None => {
+                self.cache.offer(key, stored.clone(), obj);
+                None
+            }
+            Some(_) => Some(obj),
+        };
+        let written = match expected {
             None => self.store.create(key, bytes).await,
             Some(revision) => self.store.update(key, bytes, revision).await,
         };
-        match &stored {
-            Ok(kv) => self.wrote(kv.mod_revision),
-            Err(_) => self.cache.withdraw(key),
+        match written {
+            Ok(kv) => {
+                self.wrote(kv.mod_revision);
+                let object = match view {
+                    None => Cached::stamped(None, &stored, kv.mod_revision),
+                    Some(obj) => Cached::new(meta::with_revision(obj, kv.mod_revision)),
+                };
+                Ok(Ok((kv, object)))
+            }
+            Err(e) => {
+                self.cache.withdraw(key);
+                Ok(Err(e))
+            }
         }
-        Ok(stored)
     }
 
     /// Waits until the cache holds every write this server has acknowledged.

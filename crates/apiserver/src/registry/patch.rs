@@ -86,11 +86,7 @@ impl Registry {
                 Err(e) => Err(e),
             };
             match result {
-                Ok(written)
-                    if trial && meta_str(&written.object, "resourceVersion") == Some(&*revision.to_string()) =>
-                {
-                    continue;
-                }
+                Ok(written) if trial && !written.stored => continue,
                 Err(_) if trial => continue,
                 Err(e) if e.code == 409 && e.reason == "Conflict" && !pinned && attempt < MAX_RETRIES => {
                     continue;

@@ -11,7 +11,7 @@ use super::meta::{self, meta_str};
 use crate::catalog::{ResourceDef, Subresource};
 use crate::error::{ApiError, Cause};
 use crate::strategy::validation;
-use crate::watchcache::{Cached, decode};
+use crate::watchcache::{Cached, Stored, decode};
 
 /// The manager of writes the server makes itself.
 const DEFAULT_MANAGER: &str = "kube-apiserver";
@@ -50,6 +50,8 @@ pub struct Written {
     pub object: Arc<Cached>,
     /// Whether the write created the object (201 rather than 200).
     pub created: bool,
+    /// Whether it stored a new revision: not a dry run, nor a write that changed nothing.
+    pub stored: bool,
     /// `Warning` headers to send.
     pub warnings: Vec<String>,
 }
@@ -148,17 +150,19 @@ impl Registry {
             return Ok(Written {
                 object: Cached::new(obj),
                 created: true,
+                stored: false,
                 warnings,
             });
         }
         let key = def.key(ns, &name);
-        let stored = self.put(def, &key, obj.clone(), None).await?.map_err(|e| match e {
+        let (_, object) = self.put(def, &key, obj, None).await?.map_err(|e| match e {
             kate_store::Error::AlreadyExists(_) => ApiError::already_exists(def.group, def.plural, &name),
             other => other.into(),
         })?;
         Ok(Written {
-            object: Cached::new(meta::with_revision(obj, stored.mod_revision)),
+            object,
             created: true,
+            stored: true,
             warnings,
         })
     }
@@ -263,6 +267,7 @@ impl Registry {
             return Ok(Written {
                 object: Cached::new(current.clone()),
                 created: false,
+                stored: false,
                 warnings,
             });
         }
@@ -270,6 +275,7 @@ impl Registry {
             return Ok(Written {
                 object: Cached::new(obj),
                 created: false,
+                stored: false,
                 warnings,
             });
         }
@@ -284,16 +290,18 @@ impl Registry {
             return Ok(Written {
                 object: Cached::new(meta::with_revision(obj, gone.mod_revision)),
                 created: false,
+                stored: true,
                 warnings,
             });
         }
-        let stored = self
-            .put(def, &key, obj.clone(), Some(revision))
+        let (_, object) = self
+            .put(def, &key, obj, Some(revision))
             .await?
             .map_err(|e| self.cas_error(def, name, e))?;
         Ok(Written {
-            object: Cached::new(meta::with_revision(obj, stored.mod_revision)),
+            object,
             created: false,
+            stored: true,
             warnings,
         })
     }
@@ -428,7 +436,7 @@ impl Registry {
                 return Ok(next);
             }
             match self.put(def, &kv.key, next.clone(), Some(kv.mod_revision)).await? {
-                Ok(stored) => return Ok(meta::with_revision(next, stored.mod_revision)),
+                Ok((stored, _)) => return Ok(meta::with_revision(next, stored.mod_revision)),
                 Err(kate_store::Error::Conflict { .. }) => continue,
                 Err(e) => return Err(self.cas_error(def, name, e)),
             }
@@ -465,9 +473,9 @@ impl Registry {
 
 /// Serializes an object for the store, first dropping its resourceVersion (the store's revision
 /// is it).
-pub(super) fn encode(def: &ResourceDef, obj: &mut Value) -> Result<Vec<u8>, ApiError> {
+pub(super) fn encode(def: &ResourceDef, obj: &mut Value) -> Result<Stored, ApiError> {
     if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
     }
-    serde_json::to_vec(&*def.stored_form(obj)).map_err(ApiError::internal)
+    Ok(Stored::encode(&def.stored_form(obj)))
 }

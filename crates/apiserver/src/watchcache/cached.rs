@@ -1,32 +1,94 @@
 //! An object as the cache holds it: parsed, and serialized to JSON once, on first need, for
-//! every response and watcher that sends it as it is.
+//! every response and watcher that sends it as it is. An object this server writes is
+//! serialized once for the store ([`Stored`]); its served JSON is those bytes with the
+//! resourceVersion spliced in, and it is parsed only if someone needs the value.
 
 use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
+use kate_store::Revision;
 use serde_json::{Map, Value};
 
-/// A cached object.
+/// A cached object: its value, its JSON, or both; whichever is missing is made from the other
+/// on first need.
 #[derive(Debug)]
 pub struct Cached {
-    value: Value,
+    value: OnceLock<Value>,
     json: OnceLock<Json>,
 }
 
 /// The object's JSON, and where `metadata.managedFields` sits in it (with one adjoining comma),
 /// so that the object without them is two slices of the same bytes.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Json {
     bytes: Vec<u8>,
     managed_fields: Range<usize>,
+    /// Where the metadata object's closing brace is, if the object has metadata.
+    metadata_end: Option<usize>,
+}
+
+/// An object serialized as the store keeps it, without a resourceVersion.
+#[derive(Debug, Clone)]
+pub struct Stored(Json);
+
+impl Stored {
+    /// Serializes `value`, which must hold no resourceVersion.
+    pub fn encode(value: &Value) -> Stored {
+        Stored(serialize(value))
+    }
+
+    /// The bytes to store.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0.bytes
+    }
+
+    /// The JSON served at `revision`: the resourceVersion goes last in the metadata, where
+    /// [`super::stamp`] puts it in the value.
+    fn served(&self, revision: Revision) -> Json {
+        let json = &self.0;
+        let Some(end) = json.metadata_end else {
+            return json.clone();
+        };
+        let mut bytes = Vec::with_capacity(json.bytes.len() + 40);
+        bytes.extend_from_slice(&json.bytes[..end]);
+        if json.bytes[end - 1] != b'{' {
+            bytes.push(b',');
+        }
+        bytes.extend_from_slice(b"\"resourceVersion\":\"");
+        bytes.extend_from_slice(revision.to_string().as_bytes());
+        bytes.push(b'"');
+        let metadata_end = bytes.len();
+        bytes.extend_from_slice(&json.bytes[end..]);
+        let mut managed_fields = json.managed_fields.clone();
+        if !managed_fields.is_empty() && managed_fields.end == end && json.bytes[managed_fields.start - 1] == b'{' {
+            // They were the only entry; now they take the comma before the resourceVersion.
+            managed_fields.end += 1;
+        }
+        Json {
+            bytes,
+            managed_fields,
+            metadata_end: Some(metadata_end),
+        }
+    }
 }
 
 impl Cached {
     /// Wraps a parsed object.
     pub fn new(value: Value) -> Arc<Cached> {
         Arc::new(Cached {
-            value,
+            value: OnceLock::from(value),
             json: OnceLock::new(),
+        })
+    }
+
+    /// The object stored as `stored` at `revision`, with its value as written (without a
+    /// resourceVersion) if the caller still has it.
+    pub fn stamped(value: Option<Value>, stored: &Stored, revision: Revision) -> Arc<Cached> {
+        Arc::new(Cached {
+            value: value
+                .map(|v| super::stamp(v, revision))
+                .map_or_else(OnceLock::new, OnceLock::from),
+            json: OnceLock::from(stored.served(revision)),
         })
     }
 
@@ -46,7 +108,8 @@ impl Cached {
     }
 
     fn serialized(&self) -> &Json {
-        self.json.get_or_init(|| serialize(&self.value))
+        // Every constructor sets the value or the JSON, so one of the two is always there.
+        self.json.get_or_init(|| serialize(self))
     }
 }
 
@@ -54,7 +117,10 @@ impl std::ops::Deref for Cached {
     type Target = Value;
 
     fn deref(&self) -> &Value {
-        &self.value
+        self.value.get_or_init(|| {
+            let json = self.json.get().map_or(&[][..], |j| &j.bytes[..]);
+            serde_json::from_slice(json).unwrap_or(Value::Null)
+        })
     }
 }
 
@@ -64,6 +130,7 @@ fn serialize(value: &Value) -> Json {
         return Json {
             bytes: serde_json::to_vec(value).unwrap_or_default(),
             managed_fields: 0..0,
+            metadata_end: None,
         };
     };
     let mut out = Json::default();
@@ -97,6 +164,7 @@ fn metadata(out: &mut Json, meta: &Map<String, Value>) {
             out.managed_fields = start..out.bytes.len() + comma;
         }
     }
+    out.metadata_end = Some(out.bytes.len());
     out.bytes.push(b'}');
 }
 
@@ -143,6 +211,35 @@ mod tests {
             assert_eq!(cached.json(), serde_json::to_vec(&object).unwrap(), "{object}");
             let trimmed = cached.json_without_managed_fields().concat();
             let expected = serde_json::to_vec(&without_managed_fields(&object)).unwrap();
+            assert_eq!(
+                String::from_utf8(trimmed).unwrap(),
+                String::from_utf8(expected).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn served_json_is_the_stored_bytes_with_the_resource_version_spliced_in() {
+        let managed = json!([{"manager": "kubectl", "fieldsV1": {"f:data": {}}}]);
+        let objects = [
+            json!({"kind": "Pod", "metadata": {"name": "a", "managedFields": managed, "uid": "u"}, "spec": {}}),
+            json!({"metadata": {"managedFields": managed}}),
+            json!({"metadata": {}, "data": {"metadata": {}}}),
+            json!({"kind": "List", "items": [], "metadata": 3}),
+            json!({"data": 1}),
+        ];
+        for object in objects {
+            let stored = Stored::encode(&object);
+            assert_eq!(stored.bytes(), serde_json::to_vec(&object).unwrap(), "{object}");
+            let served = Cached::stamped(None, &stored, 42);
+            let expected = crate::watchcache::stamp(object.clone(), 42);
+            assert_eq!(
+                String::from_utf8_lossy(served.json()),
+                String::from_utf8_lossy(&serde_json::to_vec(&expected).unwrap()),
+            );
+            assert_eq!(**served, expected, "the value is parsed back from the JSON");
+            let trimmed = served.json_without_managed_fields().concat();
+            let expected = serde_json::to_vec(&without_managed_fields(&expected)).unwrap();
             assert_eq!(
                 String::from_utf8(trimmed).unwrap(),
                 String::from_utf8(expected).unwrap()

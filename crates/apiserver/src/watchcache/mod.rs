@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 
 mod cached;
-pub use cached::Cached;
+pub use cached::{Cached, Stored};
 
 /// Where every Kubernetes object lives in the store.
 pub const REGISTRY_PREFIX: &str = "/registry/";
@@ -126,9 +126,9 @@ pub struct WatchStart {
     pub live: broadcast::Receiver<Arc<Event>>,
 }
 
-/// Objects this server is writing, by key: the bytes it stores and the object they encode,
+/// Objects this server is writing, by key: what it stores and the object that encodes,
 /// handed over by the registry so that the cache need not parse its own writes back.
-type Offers = HashMap<String, (Vec<u8>, Value)>;
+type Offers = HashMap<String, (Stored, Value)>;
 
 /// The cache. Cheap to share behind an `Arc`.
 pub struct WatchCache {
@@ -218,13 +218,13 @@ impl WatchCache {
         Ok(cache)
     }
 
-    /// Hands the cache an object this server is about to store as `bytes` (the stored form,
+    /// Hands the cache an object this server is about to store as `stored` (the stored form,
     /// without resourceVersion): the key's next event, if it carries exactly these bytes,
-    /// takes this object instead of parsing them.
-    pub fn offer(&self, key: &str, bytes: &[u8], object: Value) {
+    /// takes this object and its JSON instead of parsing them.
+    pub fn offer(&self, key: &str, stored: Stored, object: Value) {
         let mut offers = self.offers.lock().unwrap_or_else(|e| e.into_inner());
         if offers.len() < MAX_OFFERS || offers.contains_key(key) {
-            offers.insert(key.to_owned(), (bytes.to_vec(), object));
+            offers.insert(key.to_owned(), (stored, object));
         }
     }
 
@@ -235,12 +235,12 @@ impl WatchCache {
 
     /// For each event, the offered object its bytes encode; any other offer for its key is
     /// dropped, so none outlives the next change of its key.
-    fn take_offers(&self, batch: &[WatchEvent]) -> Vec<Option<Value>> {
+    fn take_offers(&self, batch: &[WatchEvent]) -> Vec<Option<(Stored, Value)>> {
         let mut offers = self.offers.lock().unwrap_or_else(|e| e.into_inner());
         batch
             .iter()
             .map(|ev| match offers.remove(&ev.kv.key) {
-                Some((bytes, object)) if ev.kind != EventKind::Delete && bytes == ev.kv.value => Some(object),
+                Some(offer) if ev.kind != EventKind::Delete && offer.0.bytes() == ev.kv.value => Some(offer),
                 _ => None,
             })
             .collect()
@@ -257,10 +257,9 @@ impl WatchCache {
             .map(|(ev, offered)| {
                 let revision = ev.revision();
                 let object = match offered {
-                    Some(object) => stamp(object, revision),
-                    None => decode(&ev.kv.value, revision),
+                    Some((stored, object)) => Cached::stamped(Some(object), &stored, revision),
+                    None => Cached::new(decode(&ev.kv.value, revision)),
                 };
-                let object = Cached::new(object);
                 (ev, revision, object)
             })
             .collect();
@@ -410,14 +409,24 @@ mod tests {
     #[test]
     fn an_offered_object_replaces_parsing_its_event() {
         with_cache(async |store, cache| {
-            let bytes = br#"{"metadata":{"name":"a"},"data":{"k":"stored"}}"#;
-            cache.offer(KEY, bytes, marked("offered"));
-            let stored = store.create(KEY, bytes.to_vec()).await.expect("create");
+            let form = Stored::encode(&serde_json::json!({"metadata": {"name": "a"}, "data": {"k": "stored"}}));
+            let bytes = form.bytes().to_vec();
+            cache.offer(KEY, form, marked("offered"));
+            let stored = store.create(KEY, bytes).await.expect("create");
             cache.wait_for(stored.mod_revision).await;
             let held = cache.get(KEY).expect("cached");
             assert_eq!(held.pointer("/data/k"), Some(&Value::from("offered")));
             let rv = stored.mod_revision.to_string();
-            assert_eq!(held.pointer("/metadata/resourceVersion"), Some(&Value::from(rv)));
+            assert_eq!(
+                held.pointer("/metadata/resourceVersion"),
+                Some(&Value::from(rv.clone()))
+            );
+            // The JSON is the stored bytes with the resourceVersion spliced in, not serialized
+            // again from the offered value.
+            assert_eq!(
+                String::from_utf8_lossy(held.json()),
+                format!(r#"{{"metadata":{{"name":"a","resourceVersion":"{rv}"}},"data":{{"k":"stored"}}}}"#)
+            );
             assert!(cache.offers.lock().expect("offers").is_empty());
         });
     }
@@ -425,18 +434,15 @@ mod tests {
     #[test]
     fn an_offer_whose_bytes_differ_from_the_event_is_dropped() {
         with_cache(async |store, cache| {
-            cache.offer(
-                KEY,
-                br#"{"metadata":{"name":"a"},"data":{"k":"other"}}"#,
-                marked("offered"),
-            );
+            let other = serde_json::json!({"metadata": {"name": "a"}, "data": {"k": "other"}});
+            cache.offer(KEY, Stored::encode(&other), marked("offered"));
             let bytes = br#"{"metadata":{"name":"a"},"data":{"k":"stored"}}"#.to_vec();
             let stored = store.create(KEY, bytes).await.expect("create");
             cache.wait_for(stored.mod_revision).await;
             let held = cache.get(KEY).expect("cached");
             assert_eq!(held.pointer("/data/k"), Some(&Value::from("stored")));
             assert!(cache.offers.lock().expect("offers").is_empty());
-            cache.offer(KEY, b"{}", marked("withdrawn"));
+            cache.offer(KEY, Stored::encode(&serde_json::json!({})), marked("withdrawn"));
             cache.withdraw(KEY);
             assert!(cache.offers.lock().expect("offers").is_empty());
         });
