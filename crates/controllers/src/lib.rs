@@ -6,6 +6,8 @@
 //! re-read from the API, so every controller survives a restart by re-listing, and a conflict on
 //! write by re-reading and retrying. One module per controller; [`run`] starts them all once this
 //! process holds the controller-manager [`leader`] lease, so two servers never act at once.
+//! Kinds that several consumers in the process follow (pods, for the scheduler too) come from
+//! one shared [`informer`] each, parsed once.
 
 pub mod deployment;
 pub mod endpoints;
