@@ -2,7 +2,7 @@
 //! and orphan propagation policies, as upstream's does.
 //!
 //! Every resource that can be listed, watched and deleted is watched (re-discovered
-//! periodically, so kinds added later are covered) to build a [`graph::Graph`] of
+//! periodically, so kinds added later are covered) to build a graph (`graph::Graph`) of
 //! ownerReferences keyed by uid. Changes in that graph queue work for a pool of workers:
 //! - an object whose owner went away, or was never seen, is checked against the API: the owner
 //!   is read live by name (in the dependent's namespace when the owner's kind is namespaced)
