@@ -123,6 +123,13 @@ spec:
             "pod {name} at {ip} serves its own host name: {page}"
         );
     }
+
+    // Dropping the cluster kills the server with its pods still running, then runs
+    // `kate reset`: that removes the containers, the sandboxes and the pod bridge.
+    let bridge = std::path::Path::new("/sys/class/net/katee2");
+    assert!(bridge.exists(), "the node has its pod bridge");
+    drop(c);
+    assert!(!bridge.exists(), "kate reset removed the pod bridge");
     Ok(())
 }
 

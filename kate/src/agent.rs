@@ -99,7 +99,8 @@ pub struct ResetArgs {
     pod_bridge: String,
 }
 
-/// Stops and removes every container and sandbox of the node.
+/// Stops and removes every container and sandbox of the node, its proxy rules and its pod
+/// bridge.
 pub fn reset(args: ResetArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.unwrap_or_else(crate::default_data_dir);
     let images = kate_runtime::ImageStore::open(data_dir.join("images")).context("opening the image store")?;
@@ -132,6 +133,7 @@ pub fn reset(args: ResetArgs) -> anyhow::Result<()> {
         }
         kate_proxy::cleanup(&kate_proxy::table_name(&args.pod_bridge))
             .context("removing the proxy's nftables table")?;
+        runtime.remove_network().context("removing the pod bridge")?;
         eprintln!(
             "kate: removed {} containers and {} pod sandboxes",
             containers.len(),

@@ -43,8 +43,8 @@ enum Command {
     Sim(scheduling::SimArgs),
     /// Manage the node's local images: import, ls, rm, pull.
     Image(image::ImageArgs),
-    /// Stop and remove every container and pod sandbox of this machine's node (the pods stay in
-    /// the API; a running kubelet would start them again).
+    /// Stop and remove every container and pod sandbox of this machine's node, and its pod
+    /// bridge (the pods stay in the API; a running kubelet would start them again).
     Reset(agent::ResetArgs),
     /// Print the admin kubeconfig written by `kate server`.
     Kubeconfig {

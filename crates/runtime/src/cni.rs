@@ -124,6 +124,16 @@ impl Cni {
             .any(|ip| !in_subnet(ip, net, prefix));
         if stale {
             tracing::info!(bridge = %self.config.bridge, subnet = %self.config.subnet, "removing a bridge left with another pod CIDR");
+            self.remove_bridge();
+        }
+    }
+
+    /// Deletes the pod bridge, if there is one. Called only when no sandbox uses it.
+    pub fn remove_bridge(&self) {
+        let exists = std::path::Path::new("/sys/class/net")
+            .join(&self.config.bridge)
+            .exists();
+        if exists {
             let _ = std::process::Command::new("ip")
                 .args(["link", "del", &self.config.bridge])
                 .status();

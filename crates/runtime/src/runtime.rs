@@ -102,6 +102,14 @@ impl Runtime {
         Ok(runtime)
     }
 
+    /// Deletes the pod bridge, once every sandbox is gone (`kate reset`).
+    pub fn remove_network(&self) -> Result<()> {
+        if self.list_sandboxes()?.iter().all(|s| s.host_network) {
+            self.inner.cni.remove_bridge();
+        }
+        Ok(())
+    }
+
     /// The image store containers are created from.
     pub fn images(&self) -> &ImageStore {
         &self.inner.images
