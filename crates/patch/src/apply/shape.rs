@@ -136,24 +136,10 @@ pub(crate) fn children<'v, 's>(value: &'v Value, schema: Option<SchemaNode<'s>>)
     }
 }
 
-/// The fields `value` sets, as upstream's `ToFieldSet` lists them.
+/// The fields `value` sets, as upstream's `ToFieldSet` lists them: what a write from nothing
+/// changes.
 pub(crate) fn fields(value: &Value, schema: Option<SchemaNode<'_>>) -> FieldSet {
-    /// The subtree below one node; `top` for the object itself, which is never a member.
-    fn walk(value: &Value, schema: Option<SchemaNode<'_>>, top: bool) -> FieldSet {
-        let Some(children) = children(value, schema) else {
-            return FieldSet::subtree(!top);
-        };
-        let mut out = FieldSet::subtree(false);
-        for child in children {
-            let mut below = walk(child.value, child.schema, false);
-            if child.member {
-                below.own();
-            }
-            out.graft(child.element, below);
-        }
-        out
-    }
-    walk(value, schema, true)
+    changed(None, value, schema)
 }
 
 /// The fields of `new` that a write from `old` changed: leaves with a different value, and owned
