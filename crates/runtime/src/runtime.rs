@@ -96,7 +96,7 @@ impl Runtime {
                 cni,
             }),
         };
-        if runtime.list_sandboxes()?.iter().all(|s| s.host_network) {
+        if runtime.bridge_unused()? {
             runtime.inner.cni.drop_stale_bridge();
         }
         Ok(runtime)
@@ -104,10 +104,15 @@ impl Runtime {
 
     /// Deletes the pod bridge, once every sandbox is gone (`kate reset`).
     pub fn remove_network(&self) -> Result<()> {
-        if self.list_sandboxes()?.iter().all(|s| s.host_network) {
+        if self.bridge_unused()? {
             self.inner.cni.remove_bridge();
         }
         Ok(())
+    }
+
+    /// Whether no sandbox is attached to the pod bridge (host-network ones never are).
+    fn bridge_unused(&self) -> Result<bool> {
+        Ok(self.list_sandboxes()?.iter().all(|s| s.host_network))
     }
 
     /// The image store containers are created from.
