@@ -119,7 +119,32 @@ fn valid_key(k: &str) -> bool {
 
 /// A parsed field selector: `field=value` / `field!=value` terms, all of which must hold.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct FieldSelector(Vec<(String, bool, String)>);
+pub struct FieldSelector(Vec<FieldTerm>);
+
+/// One `field=value` or `field!=value` term.
+#[derive(Debug, Clone, PartialEq)]
+struct FieldTerm {
+    /// The field as written, e.g. `spec.nodeName`.
+    field: String,
+    /// Its path in the object, split once here because every watched event is matched.
+    path: Vec<String>,
+    /// `=` rather than `!=`.
+    equal: bool,
+    want: String,
+}
+
+impl FieldTerm {
+    fn holds(&self, obj: &Value) -> bool {
+        let got = self.path.iter().try_fold(obj, |v, step| v.get(step));
+        let same = match got {
+            Some(Value::String(s)) => *s == self.want,
+            Some(Value::Bool(b)) => self.want == if *b { "true" } else { "false" },
+            Some(Value::Number(n)) => n.to_string() == self.want,
+            _ => self.want.is_empty(),
+        };
+        same == self.equal
+    }
+}
 
 impl FieldSelector {
     /// Parses `metadata.name=x,status.phase!=Failed`, accepting only `allowed` fields besides
@@ -140,7 +165,12 @@ impl FieldSelector {
             if !matches!(field, "metadata.name" | "metadata.namespace") && !allowed.contains(&field) {
                 return Err(ApiError::bad_request(format!("field label not supported: {field}")));
             }
-            terms.push((field.to_string(), equal, value.trim().to_string()));
+            terms.push(FieldTerm {
+                field: field.to_string(),
+                path: field.split('.').map(str::to_string).collect(),
+                equal,
+                want: value.trim().to_string(),
+            });
         }
         Ok(FieldSelector(terms))
     }
@@ -154,22 +184,13 @@ impl FieldSelector {
     pub fn pinned_name(&self) -> Option<&str> {
         self.0
             .iter()
-            .find(|(f, eq, _)| f == "metadata.name" && *eq)
-            .map(|(_, _, v)| v.as_str())
+            .find(|t| t.field == "metadata.name" && t.equal)
+            .map(|t| t.want.as_str())
     }
 
     /// Whether `obj` satisfies every term; missing fields read as the empty string.
     pub fn matches(&self, obj: &Value) -> bool {
-        self.0.iter().all(|(field, equal, want)| {
-            let pointer = format!("/{}", field.replace('.', "/"));
-            let got = match obj.pointer(&pointer) {
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Bool(b)) => b.to_string(),
-                Some(Value::Number(n)) => n.to_string(),
-                _ => String::new(),
-            };
-            (got == *want) == *equal
-        })
+        self.0.iter().all(|term| term.holds(obj))
     }
 }
 
@@ -212,5 +233,23 @@ mod tests {
             Some("p1")
         );
         assert_eq!(FieldSelector::parse("spec.bogus=1", &allowed).unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn field_selectors_read_scalars_as_strings_and_missing_fields_as_empty() {
+        let pod = json!({"spec": {"nodeName": "", "hostNetwork": true, "priority": 7, "tolerations": []}});
+        let allowed = [
+            "spec.nodeName",
+            "spec.hostNetwork",
+            "spec.priority",
+            "spec.tolerations",
+            "status.phase",
+        ];
+        let m = |s: &str| FieldSelector::parse(s, &allowed).unwrap().matches(&pod);
+        assert!(m("spec.hostNetwork=true") && !m("spec.hostNetwork=false"));
+        assert!(m("spec.priority=7") && m("spec.priority!=8"));
+        assert!(m("spec.nodeName=") && !m("spec.nodeName!="));
+        assert!(m("status.phase=") && !m("status.phase!="));
+        assert!(m("spec.tolerations="), "a non-scalar field reads as empty");
     }
 }

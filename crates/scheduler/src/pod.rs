@@ -6,7 +6,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
-    Affinity, Pod, PodAffinityTerm, Toleration, TopologySpreadConstraint, WeightedPodAffinityTerm,
+    Affinity, Pod, PodAffinityTerm, PodSpec, Toleration, TopologySpreadConstraint, WeightedPodAffinityTerm,
 };
 use kube::ResourceExt;
 
@@ -210,10 +210,13 @@ impl PodInfo {
         let namespace = pod.namespace().unwrap_or_default();
         let name = pod.name_any();
         let labels = pod.metadata.labels.clone().unwrap_or_default();
-        let spec = pod.spec.clone().unwrap_or_default();
+        // Borrowed, not cloned: this runs for every pod event the scheduler sees.
+        let no_spec = PodSpec::default();
+        let spec = pod.spec.as_ref().unwrap_or(&no_spec);
         let status = pod.status.as_ref();
         let phase = status.and_then(|s| s.phase.as_deref());
-        let affinity = spec.affinity.clone().unwrap_or_default();
+        let no_affinity = Affinity::default();
+        let affinity = spec.affinity.as_ref().unwrap_or(&no_affinity);
         let node_affinity = affinity.node_affinity.as_ref();
         let required_node_terms = node_affinity
             .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
@@ -226,7 +229,7 @@ impl PodInfo {
             .map(|p| (p.weight, NodeTerm::parse(&p.preference)))
             .collect();
         let (affinity_terms, anti_affinity, preferred_affinity, preferred_anti_affinity) =
-            pod_affinity_terms(&affinity, &labels, &namespace);
+            pod_affinity_terms(affinity, &labels, &namespace);
         let host_ports = spec
             .containers
             .iter()
@@ -281,8 +284,8 @@ impl PodInfo {
             never_preempts: spec.preemption_policy.as_deref() == Some("Never"),
             deleting: pod.metadata.deletion_timestamp.is_some(),
             terminal: matches!(phase, Some("Succeeded" | "Failed")),
-            requests: resources::pod_requests(&spec),
-            non_zero: resources::pod_non_zero_requests(&spec),
+            requests: resources::pod_requests(spec),
+            non_zero: resources::pod_non_zero_requests(spec),
             host_ports,
             tolerations: spec.tolerations.clone().unwrap_or_default(),
             node_selector: spec.node_selector.clone().unwrap_or_default(),
