@@ -3,6 +3,7 @@
 use serde_json::Value;
 
 use crate::error::ApiError;
+use crate::watchcache::Cached;
 
 /// One label requirement.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,9 +135,9 @@ struct FieldTerm {
 }
 
 impl FieldTerm {
-    fn holds(&self, obj: &Value) -> bool {
-        let got = self.path.iter().try_fold(obj, |v, step| v.get(step));
-        let same = match got {
+    fn holds(&self, obj: &Cached) -> bool {
+        let got = obj.at(&self.path);
+        let same = match got.as_deref() {
             Some(Value::String(s)) => *s == self.want,
             Some(Value::Bool(b)) => self.want == if *b { "true" } else { "false" },
             Some(Value::Number(n)) => n.to_string() == self.want,
@@ -189,7 +190,7 @@ impl FieldSelector {
     }
 
     /// Whether `obj` satisfies every term; missing fields read as the empty string.
-    pub fn matches(&self, obj: &Value) -> bool {
+    pub fn matches(&self, obj: &Cached) -> bool {
         self.0.iter().all(|term| term.holds(obj))
     }
 }
@@ -222,6 +223,7 @@ mod tests {
         let pod = json!({"metadata": {"name": "p1", "namespace": "default"}, "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}});
         let allowed = ["spec.nodeName", "status.phase"];
         let sel = FieldSelector::parse("spec.nodeName=n1,status.phase!=Succeeded", &allowed).unwrap();
+        let pod = Cached::new(pod);
         assert!(sel.matches(&pod));
         assert!(
             !FieldSelector::parse("metadata.name=p2", &allowed)
@@ -245,6 +247,7 @@ mod tests {
             "spec.tolerations",
             "status.phase",
         ];
+        let pod = Cached::new(pod);
         let m = |s: &str| FieldSelector::parse(s, &allowed).unwrap().matches(&pod);
         assert!(m("spec.hostNetwork=true") && !m("spec.hostNetwork=false"));
         assert!(m("spec.priority=7") && m("spec.priority!=8"));

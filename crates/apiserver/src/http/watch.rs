@@ -19,7 +19,7 @@ use super::encode::{Format, Include, Partial, table};
 use crate::catalog::ResourceDef;
 use crate::error::ApiError;
 use crate::registry::{ListOptions, Registry};
-use crate::watchcache::{CacheError, Event, WatchStart, event_line, watch_type};
+use crate::watchcache::{CacheError, Cached, Event, WatchStart, event_line, watch_type};
 
 /// How often a watch that allows bookmarks gets one.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(30);
@@ -225,10 +225,8 @@ impl Stream {
         })
     }
 
-    fn matches(&self, obj: &Value) -> bool {
-        let list = &self.req.list;
-        (list.labels.is_empty() || list.labels.matches(obj.pointer("/metadata/labels")))
-            && (list.fields.is_empty() || list.fields.matches(obj))
+    fn matches(&self, obj: &Cached) -> bool {
+        self.req.list.selects(obj)
     }
 
     fn bookmark(&self, revision: Revision, initial_end: bool) -> Bytes {

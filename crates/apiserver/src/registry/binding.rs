@@ -7,6 +7,7 @@ use super::Registry;
 use super::meta;
 use crate::catalog::ResourceDef;
 use crate::error::{ApiError, Cause};
+use crate::watchcache::{Cached, Stored};
 
 impl Registry {
     /// Binds pod `name` to the node named in `binding.target`.
@@ -49,13 +50,14 @@ impl Registry {
         // The cache's copy saves a read of the store. It may be behind: a write it missed makes
         // the swap fail, and a refusal it seems to call for is checked again on the store's copy.
         let key = def.key(ns, name);
-        let mut cached = (!dry_run).then(|| self.cached_copy(def, &key)).flatten();
+        let mut cached = (!dry_run).then(|| self.cached(def, &key)).flatten();
+        let node = Value::from(node);
         loop {
             let (revision, current, fresh) = match cached.take() {
                 Some((revision, copy)) => (revision, copy, false),
                 None => {
                     let (kv, current) = self.current(def, ns, name).await?;
-                    (kv.mod_revision, current, true)
+                    (kv.mod_revision, Cached::new(current), true)
                 }
             };
             if let Err(refusal) = refusal(def, name, binding, &current) {
@@ -64,13 +66,14 @@ impl Registry {
                 }
                 continue;
             }
-            let mut next = current;
-            next["spec"]["nodeName"] = json!(node);
-            set_scheduled(&mut next);
             if dry_run {
                 return Ok(());
             }
-            match self.put(def, &key, next, Some(revision)).await? {
+            // Written as the pod with two fields set, without copying the pod: it is parsed
+            // again only if someone needs more than its JSON.
+            let status = scheduled(current.get("status"));
+            let stored = Stored::encode_with(&current, &[(&["spec", "nodeName"], &node), (&["status"], &status)]);
+            match self.put_stored(def, &key, stored, None, Some(revision)).await? {
                 Ok(_) => return Ok(()),
                 Err(kate_store::Error::Conflict { .. }) => continue,
                 Err(e) => return Err(self.cas_error(def, name, e)),
@@ -117,18 +120,17 @@ fn refusal(def: &ResourceDef, name: &str, binding: &Value, current: &Value) -> R
     Ok(())
 }
 
-/// Sets PodScheduled=True, keeping the other conditions.
-fn set_scheduled(pod: &mut Value) {
-    if !pod.get("status").is_some_and(Value::is_object) {
-        pod["status"] = json!({});
-    }
+/// `status` with PodScheduled=True, keeping the other conditions.
+fn scheduled(status: Option<&Value>) -> Value {
+    let mut status = status.filter(|s| s.is_object()).cloned().unwrap_or_else(|| json!({}));
     let condition =
         json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": meta::now()});
-    let mut conditions: Vec<Value> = pod["status"]
+    let mut conditions: Vec<Value> = status
         .get("conditions")
         .and_then(Value::as_array)
         .map(|c| c.iter().filter(|c| c["type"] != "PodScheduled").cloned().collect())
         .unwrap_or_default();
     conditions.push(condition);
-    pod["status"]["conditions"] = Value::Array(conditions);
+    status["conditions"] = Value::Array(conditions);
+    status
 }

@@ -31,6 +31,15 @@ pub struct ListOptions {
     pub resource_version_match: Option<String>,
 }
 
+impl ListOptions {
+    /// Whether `obj` is selected; a selector reads only the fields it names, so that objects
+    /// nobody parsed yet are not parsed just to be selected.
+    pub fn selects(&self, obj: &Cached) -> bool {
+        (self.labels.is_empty() || self.labels.matches(obj.at(&["metadata", "labels"]).as_deref()))
+            && self.fields.matches(obj)
+    }
+}
+
 /// One page of a list.
 pub struct ListResult {
     /// The matching objects.
@@ -78,7 +87,7 @@ impl Registry {
     /// Lists objects of `def` in `ns` (all namespaces when None).
     pub async fn list(&self, def: &ResourceDef, ns: Option<&str>, opts: &ListOptions) -> Result<ListResult, ApiError> {
         let prefix = def.prefix_in(ns);
-        let keep = |obj: &Value| opts.labels.matches(obj.pointer("/metadata/labels")) && opts.fields.matches(obj);
+        let keep = |obj: &Cached| opts.selects(obj);
         if let Some(token) = &opts.continue_token {
             let (revision, start) = decode_token(token)?;
             if !start.starts_with(&prefix) && !start.is_empty() {
@@ -146,7 +155,7 @@ impl Registry {
         revision: Revision,
         start_after: &str,
         opts: &ListOptions,
-        keep: &(dyn Fn(&Value) -> bool + Sync),
+        keep: &(dyn Fn(&Cached) -> bool + Sync),
     ) -> Result<ListResult, ApiError> {
         let req = RangeRequest {
             prefix: prefix.into(),

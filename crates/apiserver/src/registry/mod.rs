@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use crate::catalog::{Catalog, ResourceDef};
 use crate::error::ApiError;
-use crate::watchcache::{Cached, WatchCache};
+use crate::watchcache::{Cached, Stored, WatchCache};
 pub use list::{ListOptions, ListResult};
 pub use patch::PatchType;
 pub use scale::scale_of;
@@ -76,13 +76,18 @@ impl Registry {
     /// The watch cache's copy of the object under `key` and the revision it is at, for a write
     /// that tries it before reading the store: the copy may be behind, which the write's
     /// compare-and-swap detects. None when the stored form is not the one served.
-    fn cached_copy(&self, def: &ResourceDef, key: &str) -> Option<(Revision, Value)> {
+    fn cached(&self, def: &ResourceDef, key: &str) -> Option<(Revision, Arc<Cached>)> {
         if def.view.is_some() {
             return None;
         }
         let obj = self.cache.get(key)?;
-        let revision = meta::meta_str(&obj, "resourceVersion")?.parse().ok()?;
-        Some((revision, (*obj).clone()))
+        let revision = obj.at(&["metadata", "resourceVersion"])?.as_str()?.parse().ok()?;
+        Some((revision, obj))
+    }
+
+    /// [`Registry::cached`], copied for a write to change.
+    fn cached_copy(&self, def: &ResourceDef, key: &str) -> Option<(Revision, Value)> {
+        self.cached(def, key).map(|(revision, obj)| (revision, obj.to_value()))
     }
 
     /// Stores `obj` under `key`: a new key with `expected` None, else in place of the value at
@@ -98,6 +103,19 @@ impl Registry {
         expected: Option<Revision>,
     ) -> Result<Result<(KeyValue, Arc<Cached>), kate_store::Error>, ApiError> {
         let stored = write::encode(def, &mut obj)?;
+        self.put_stored(def, key, stored, Some(obj), expected).await
+    }
+
+    /// [`Registry::put`] of an object already encoded as `stored`, which `obj` (if the caller
+    /// has it) encodes to; without it, the object is parsed only when someone needs its value.
+    async fn put_stored(
+        &self,
+        def: &ResourceDef,
+        key: &str,
+        stored: Stored,
+        obj: Option<Value>,
+        expected: Option<Revision>,
+    ) -> Result<Result<(KeyValue, Arc<Cached>), kate_store::Error>, ApiError> {
         let bytes = stored.bytes().to_vec();
         let view = match def.view {
             None => {
@@ -115,7 +133,8 @@ impl Registry {
                 self.wrote(kv.mod_revision);
                 let object = match view {
                     None => Cached::stamped(None, &stored, kv.mod_revision),
-                    Some(obj) => Cached::new(meta::with_revision(obj, kv.mod_revision)),
+                    Some(Some(obj)) => Cached::new(meta::with_revision(obj, kv.mod_revision)),
+                    Some(None) => def.shown(Cached::stamped(None, &stored, kv.mod_revision)),
                 };
                 Ok(Ok((kv, object)))
             }

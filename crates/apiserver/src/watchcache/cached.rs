@@ -3,6 +3,7 @@
 //! serialized once for the store ([`Stored`]); its served JSON is those bytes with the
 //! resourceVersion spliced in, and it is parsed only if someone needs the value.
 
+use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
@@ -31,10 +32,21 @@ struct Json {
 #[derive(Debug, Clone)]
 pub struct Stored(Json);
 
+/// A field to set while serializing: its path of object keys and its new value.
+pub type Set<'a> = (&'a [&'a str], &'a Value);
+
 impl Stored {
     /// Serializes `value`, which must hold no resourceVersion.
     pub fn encode(value: &Value) -> Stored {
         Stored(serialize(value))
+    }
+
+    /// Serializes `value` as if each of `sets` had been written into it first (a path of object
+    /// keys, created where missing and then appended last, as indexing a `Value` would; no path
+    /// may lie within another) and its resourceVersion removed: a write that changes a few
+    /// fields of a cached object without copying the object.
+    pub fn encode_with(value: &Value, sets: &[Set<'_>]) -> Stored {
+        Stored(serialize_with(value, sets, true))
     }
 
     /// The bytes to store.
@@ -92,6 +104,27 @@ impl Cached {
         })
     }
 
+    /// The value at `path` (object keys only): borrowed from the parsed object if there is
+    /// one, else picked out of the JSON without parsing the whole object.
+    pub fn at<S: AsRef<str>>(&self, path: &[S]) -> Option<Cow<'_, Value>> {
+        match self.value.get() {
+            Some(value) => path
+                .iter()
+                .try_fold(value, |v, step| v.get(step.as_ref()))
+                .map(Cow::Borrowed),
+            None => super::pick::pick(self.json(), path).map(Cow::Owned),
+        }
+    }
+
+    /// An owned copy of the object, for a write to change; parsed straight from the JSON when
+    /// the object was never parsed, so that the cache does not keep a parsed copy as well.
+    pub fn to_value(&self) -> Value {
+        match self.value.get() {
+            Some(value) => value.clone(),
+            None => serde_json::from_slice(self.json()).unwrap_or(Value::Null),
+        }
+    }
+
     /// The object's JSON.
     pub fn json(&self) -> &[u8] {
         &self.serialized().bytes
@@ -126,6 +159,12 @@ impl std::ops::Deref for Cached {
 
 /// Serializes `value` exactly as `serde_json::to_vec` does, noting where its managedFields are.
 fn serialize(value: &Value) -> Json {
+    serialize_with(value, &[], false)
+}
+
+/// [`serialize`] of `value` with `sets` written into it and, if `unversioned`, without its
+/// resourceVersion.
+fn serialize_with(value: &Value, sets: &[Set<'_>], unversioned: bool) -> Json {
     let Value::Object(fields) = value else {
         return Json {
             bytes: serde_json::to_vec(value).unwrap_or_default(),
@@ -140,32 +179,92 @@ fn serialize(value: &Value) -> Json {
             out.bytes.push(b',');
         }
         entry(&mut out.bytes, name);
+        let below = below(sets, name);
         match (name.as_str(), field) {
-            ("metadata", Value::Object(meta)) => metadata(&mut out, meta),
-            _ => write(&mut out.bytes, field),
+            ("metadata", Value::Object(meta)) if below.iter().all(|(path, _)| !path.is_empty()) => {
+                metadata(&mut out, meta, &below, unversioned)
+            }
+            _ => write_set(&mut out.bytes, field, &below),
         }
     }
+    append_missing(&mut out.bytes, fields, sets, !fields.is_empty());
     out.bytes.push(b'}');
     out
 }
 
-fn metadata(out: &mut Json, meta: &Map<String, Value>) {
+fn metadata(out: &mut Json, meta: &Map<String, Value>, sets: &[Set<'_>], unversioned: bool) {
+    let kept: Vec<(&String, &Value)> = meta
+        .iter()
+        .filter(|(name, _)| !(unversioned && *name == "resourceVersion"))
+        .collect();
     out.bytes.push(b'{');
-    for (i, (name, field)) in meta.iter().enumerate() {
+    for (i, (name, field)) in kept.iter().enumerate() {
         let start = out.bytes.len();
         if i > 0 {
             out.bytes.push(b',');
         }
         entry(&mut out.bytes, name);
-        write(&mut out.bytes, field);
-        if name == "managedFields" {
+        write_set(&mut out.bytes, field, &below(sets, name));
+        if *name == "managedFields" {
             // The first entry takes the comma that the next one starts with.
-            let comma = usize::from(i == 0 && meta.len() > 1);
+            let comma = usize::from(i == 0 && kept.len() > 1);
             out.managed_fields = start..out.bytes.len() + comma;
         }
     }
+    append_missing(&mut out.bytes, meta, sets, !kept.is_empty());
     out.metadata_end = Some(out.bytes.len());
     out.bytes.push(b'}');
+}
+
+/// The sets under key `name`, with that key taken off their paths.
+fn below<'a>(sets: &[Set<'a>], name: &str) -> Vec<Set<'a>> {
+    sets.iter()
+        .filter_map(|(path, value)| match path.split_first() {
+            Some((first, rest)) if *first == name => Some((rest, *value)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Writes `field` with `sets` written into it: a set with an empty path replaces it, deeper
+/// ones go into it (a field that is not an object becomes one).
+fn write_set(out: &mut Vec<u8>, field: &Value, sets: &[Set<'_>]) {
+    if let Some((_, value)) = sets.iter().rev().find(|(path, _)| path.is_empty()) {
+        return write(out, *value);
+    }
+    if sets.is_empty() {
+        return write(out, field);
+    }
+    let empty = Map::new();
+    let fields = field.as_object().unwrap_or(&empty);
+    out.push(b'{');
+    for (i, (name, value)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        entry(out, name);
+        write_set(out, value, &below(sets, name));
+    }
+    append_missing(out, fields, sets, !fields.is_empty());
+    out.push(b'}');
+}
+
+/// Writes the sets whose first key `fields` lacks, in order of first mention, as new entries.
+fn append_missing(out: &mut Vec<u8>, fields: &Map<String, Value>, sets: &[Set<'_>], mut comma: bool) {
+    let mut written: Vec<&str> = Vec::new();
+    for (path, _) in sets {
+        let Some(first) = path.first() else { continue };
+        if fields.contains_key(*first) || written.contains(first) {
+            continue;
+        }
+        written.push(first);
+        if comma {
+            out.push(b',');
+        }
+        comma = true;
+        entry(out, first);
+        write_set(out, &Value::Null, &below(sets, first));
+    }
 }
 
 /// Writes `"name":`.
@@ -216,6 +315,74 @@ mod tests {
                 String::from_utf8(expected).unwrap()
             );
         }
+    }
+
+    #[test]
+    fn encoding_with_sets_is_encoding_the_changed_copy() {
+        let managed = json!([{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]);
+        let objects = [
+            json!({"kind": "Pod", "metadata": {"name": "a", "managedFields": managed, "resourceVersion": "7"}, "spec": {"containers": []}, "status": {"phase": "Pending"}}),
+            json!({"metadata": {"managedFields": managed, "resourceVersion": "7"}, "spec": {"nodeName": "", "x": 1}}),
+            json!({"metadata": {"resourceVersion": "7", "managedFields": managed}, "spec": 3}),
+            json!({"metadata": {"resourceVersion": "7"}}),
+            json!({"spec": {}}),
+            json!({}),
+        ];
+        let node = json!("n1");
+        let status = json!({"phase": "Pending", "conditions": [{"type": "PodScheduled"}]});
+        let sets: [Set<'_>; 3] = [
+            (&["spec", "nodeName"], &node),
+            (&["status"], &status),
+            (&["kind"], &node),
+        ];
+        for object in objects {
+            let mut expected = object.clone();
+            if let Some(meta) = expected.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.shift_remove("resourceVersion");
+            }
+            if !expected["spec"].is_object() {
+                expected["spec"] = json!({});
+            }
+            expected["spec"]["nodeName"] = node.clone();
+            expected["status"] = status.clone();
+            expected["kind"] = node.clone();
+            let stored = Stored::encode_with(&object, &sets);
+            assert_eq!(
+                String::from_utf8_lossy(stored.bytes()),
+                String::from_utf8_lossy(&serde_json::to_vec(&expected).unwrap()),
+                "{object}"
+            );
+            let served = Cached::stamped(None, &stored, 42);
+            let expected = crate::watchcache::stamp(expected, 42);
+            assert_eq!(served.json(), serde_json::to_vec(&expected).unwrap(), "{object}");
+            let trimmed = served.json_without_managed_fields().concat();
+            let expected = serde_json::to_vec(&without_managed_fields(&expected)).unwrap();
+            assert_eq!(
+                String::from_utf8(trimmed).unwrap(),
+                String::from_utf8(expected).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn fields_are_read_from_the_value_or_the_json_alike() {
+        let object = json!({"metadata": {"labels": {"app": "web"}}, "spec": {"nodeName": "n1"}});
+        let parsed = Cached::new(object.clone());
+        let unparsed = Cached::stamped(None, &Stored::encode(&object), 3);
+        for path in [
+            &["metadata", "labels"][..],
+            &["spec", "nodeName"],
+            &["spec", "nodeName", "x"],
+            &["status"],
+        ] {
+            assert_eq!(parsed.at(path), unparsed.at(path), "{path:?}");
+        }
+        assert!(
+            unparsed.value.get().is_none(),
+            "reading fields does not parse the object"
+        );
+        assert_eq!(unparsed.to_value()["spec"]["nodeName"], "n1");
+        assert!(unparsed.value.get().is_none(), "nor does copying it");
     }
 
     #[test]

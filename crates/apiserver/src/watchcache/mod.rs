@@ -11,7 +11,8 @@ use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 
 mod cached;
-pub use cached::{Cached, Stored};
+mod pick;
+pub use cached::{Cached, Set, Stored};
 
 /// Where every Kubernetes object lives in the store.
 pub const REGISTRY_PREFIX: &str = "/registry/";
@@ -126,9 +127,10 @@ pub struct WatchStart {
     pub live: broadcast::Receiver<Arc<Event>>,
 }
 
-/// Objects this server is writing, by key: what it stores and the object that encodes,
-/// handed over by the registry so that the cache need not parse its own writes back.
-type Offers = HashMap<String, (Stored, Value)>;
+/// Objects this server is writing, by key: what it stores and, if the writer built it, the
+/// object that encodes, handed over by the registry so that the cache need not parse its own
+/// writes back.
+type Offers = HashMap<String, (Stored, Option<Value>)>;
 
 /// The cache. Cheap to share behind an `Arc`.
 pub struct WatchCache {
@@ -220,8 +222,9 @@ impl WatchCache {
 
     /// Hands the cache an object this server is about to store as `stored` (the stored form,
     /// without resourceVersion): the key's next event, if it carries exactly these bytes,
-    /// takes this object and its JSON instead of parsing them.
-    pub fn offer(&self, key: &str, stored: Stored, object: Value) {
+    /// takes this object (or, without one, parses it only on first need) and its JSON instead
+    /// of parsing them.
+    pub fn offer(&self, key: &str, stored: Stored, object: Option<Value>) {
         let mut offers = self.offers.lock().unwrap_or_else(|e| e.into_inner());
         if offers.len() < MAX_OFFERS || offers.contains_key(key) {
             offers.insert(key.to_owned(), (stored, object));
@@ -235,7 +238,7 @@ impl WatchCache {
 
     /// For each event, the offered object its bytes encode; any other offer for its key is
     /// dropped, so none outlives the next change of its key.
-    fn take_offers(&self, batch: &[WatchEvent]) -> Vec<Option<(Stored, Value)>> {
+    fn take_offers(&self, batch: &[WatchEvent]) -> Vec<Option<(Stored, Option<Value>)>> {
         let mut offers = self.offers.lock().unwrap_or_else(|e| e.into_inner());
         batch
             .iter()
@@ -257,7 +260,7 @@ impl WatchCache {
             .map(|(ev, offered)| {
                 let revision = ev.revision();
                 let object = match offered {
-                    Some((stored, object)) => Cached::stamped(Some(object), &stored, revision),
+                    Some((stored, object)) => Cached::stamped(object, &stored, revision),
                     None => Cached::new(decode(&ev.kv.value, revision)),
                 };
                 (ev, revision, object)
@@ -411,7 +414,7 @@ mod tests {
         with_cache(async |store, cache| {
             let form = Stored::encode(&serde_json::json!({"metadata": {"name": "a"}, "data": {"k": "stored"}}));
             let bytes = form.bytes().to_vec();
-            cache.offer(KEY, form, marked("offered"));
+            cache.offer(KEY, form, Some(marked("offered")));
             let stored = store.create(KEY, bytes).await.expect("create");
             cache.wait_for(stored.mod_revision).await;
             let held = cache.get(KEY).expect("cached");
@@ -435,14 +438,14 @@ mod tests {
     fn an_offer_whose_bytes_differ_from_the_event_is_dropped() {
         with_cache(async |store, cache| {
             let other = serde_json::json!({"metadata": {"name": "a"}, "data": {"k": "other"}});
-            cache.offer(KEY, Stored::encode(&other), marked("offered"));
+            cache.offer(KEY, Stored::encode(&other), Some(marked("offered")));
             let bytes = br#"{"metadata":{"name":"a"},"data":{"k":"stored"}}"#.to_vec();
             let stored = store.create(KEY, bytes).await.expect("create");
             cache.wait_for(stored.mod_revision).await;
             let held = cache.get(KEY).expect("cached");
             assert_eq!(held.pointer("/data/k"), Some(&Value::from("stored")));
             assert!(cache.offers.lock().expect("offers").is_empty());
-            cache.offer(KEY, Stored::encode(&serde_json::json!({})), marked("withdrawn"));
+            cache.offer(KEY, Stored::encode(&serde_json::json!({})), Some(marked("withdrawn")));
             cache.withdraw(KEY);
             assert!(cache.offers.lock().expect("offers").is_empty());
         });
