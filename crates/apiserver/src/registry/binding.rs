@@ -60,6 +60,7 @@ impl Registry {
                     (kv.mod_revision, Cached::new(current), true)
                 }
             };
+            let current = current.read();
             if let Err(refusal) = refusal(def, name, binding, &current) {
                 if fresh {
                     return Err(refusal);
@@ -69,8 +70,7 @@ impl Registry {
             if dry_run {
                 return Ok(());
             }
-            // Written as the pod with two fields set, without copying the pod: it is parsed
-            // again only if someone needs more than its JSON.
+            // Written as the pod with two fields set, without copying the pod.
             let status = scheduled(current.get("status"));
             let stored = Stored::encode_with(&current, &[(&["spec", "nodeName"], &node), (&["status"], &status)]);
             match self.put_stored(def, &key, stored, None, Some(revision)).await? {

@@ -92,8 +92,8 @@ impl Registry {
 
     /// Stores `obj` under `key`: a new key with `expected` None, else in place of the value at
     /// revision `expected`; returns what was stored and the object as served. The object is
-    /// serialized once: the watch cache is handed it with those bytes, to spare it parsing them
-    /// back, and the served JSON is the same bytes with the resourceVersion spliced in, when the
+    /// serialized once: the watch cache is handed those bytes, to spare it parsing them back,
+    /// and the served JSON is the same bytes with the resourceVersion spliced in, when the
     /// stored form is the one served.
     async fn put(
         &self,
@@ -103,27 +103,26 @@ impl Registry {
         expected: Option<Revision>,
     ) -> Result<Result<(KeyValue, Arc<Cached>), kate_store::Error>, ApiError> {
         let stored = write::encode(def, &mut obj)?;
-        self.put_stored(def, key, stored, Some(obj), expected).await
+        // A resource with a view serves the object as written, not its stored form.
+        let served = def.view.is_some().then_some(obj);
+        self.put_stored(def, key, stored, served, expected).await
     }
 
-    /// [`Registry::put`] of an object already encoded as `stored`, which `obj` (if the caller
-    /// has it) encodes to; without it, the object is parsed only when someone needs its value.
+    /// [`Registry::put`] of an object already encoded as `stored`; `served` is the object as
+    /// served when that is not the stored form. The cache keeps the object as JSON and parses
+    /// it only when someone needs its value.
     async fn put_stored(
         &self,
         def: &ResourceDef,
         key: &str,
         stored: Stored,
-        obj: Option<Value>,
+        served: Option<Value>,
         expected: Option<Revision>,
     ) -> Result<Result<(KeyValue, Arc<Cached>), kate_store::Error>, ApiError> {
         let bytes = stored.bytes().to_vec();
-        let view = match def.view {
-            None => {
-                self.cache.offer(key, stored.clone(), obj);
-                None
-            }
-            Some(_) => Some(obj),
-        };
+        if def.view.is_none() {
+            self.cache.offer(key, stored.clone());
+        }
         let written = match expected {
             None => self.store.create(key, bytes).await,
             Some(revision) => self.store.update(key, bytes, revision).await,
@@ -131,10 +130,9 @@ impl Registry {
         match written {
             Ok(kv) => {
                 self.wrote(kv.mod_revision);
-                let object = match view {
-                    None => Cached::stamped(None, &stored, kv.mod_revision),
-                    Some(Some(obj)) => Cached::new(meta::with_revision(obj, kv.mod_revision)),
-                    Some(None) => def.shown(Cached::stamped(None, &stored, kv.mod_revision)),
+                let object = match served {
+                    Some(obj) => Cached::new(meta::with_revision(obj, kv.mod_revision)),
+                    None => def.shown(Cached::stamped(&stored, kv.mod_revision)),
                 };
                 Ok(Ok((kv, object)))
             }

@@ -93,13 +93,11 @@ impl Cached {
         })
     }
 
-    /// The object stored as `stored` at `revision`, with its value as written (without a
-    /// resourceVersion) if the caller still has it.
-    pub fn stamped(value: Option<Value>, stored: &Stored, revision: Revision) -> Arc<Cached> {
+    /// The object stored as `stored` at `revision`, as JSON only: a write's value is dropped
+    /// once it is stored, as most objects are only ever sent on, never read again.
+    pub fn stamped(stored: &Stored, revision: Revision) -> Arc<Cached> {
         Arc::new(Cached {
-            value: value
-                .map(|v| super::stamp(v, revision))
-                .map_or_else(OnceLock::new, OnceLock::from),
+            value: OnceLock::new(),
             json: OnceLock::from(stored.served(revision)),
         })
     }
@@ -116,13 +114,24 @@ impl Cached {
         }
     }
 
-    /// An owned copy of the object, for a write to change; parsed straight from the JSON when
-    /// the object was never parsed, so that the cache does not keep a parsed copy as well.
-    pub fn to_value(&self) -> Value {
+    /// The object for a write to read: borrowed if it is parsed, else parsed for the caller
+    /// alone, so that the cache does not keep a parsed copy beside the JSON.
+    pub fn read(&self) -> Cow<'_, Value> {
         match self.value.get() {
-            Some(value) => value.clone(),
-            None => serde_json::from_slice(self.json()).unwrap_or(Value::Null),
+            Some(value) => Cow::Borrowed(value),
+            None => Cow::Owned(serde_json::from_slice(self.json()).unwrap_or(Value::Null)),
         }
+    }
+
+    /// An owned copy of the object, for a write to change (see [`Cached::read`]).
+    pub fn to_value(&self) -> Value {
+        self.read().into_owned()
+    }
+
+    /// Whether the object has been parsed.
+    #[cfg(test)]
+    pub(crate) fn is_parsed(&self) -> bool {
+        self.value.get().is_some()
     }
 
     /// The object's JSON.
@@ -352,7 +361,7 @@ mod tests {
                 String::from_utf8_lossy(&serde_json::to_vec(&expected).unwrap()),
                 "{object}"
             );
-            let served = Cached::stamped(None, &stored, 42);
+            let served = Cached::stamped(&stored, 42);
             let expected = crate::watchcache::stamp(expected, 42);
             assert_eq!(served.json(), serde_json::to_vec(&expected).unwrap(), "{object}");
             let trimmed = served.json_without_managed_fields().concat();
@@ -368,7 +377,7 @@ mod tests {
     fn fields_are_read_from_the_value_or_the_json_alike() {
         let object = json!({"metadata": {"labels": {"app": "web"}}, "spec": {"nodeName": "n1"}});
         let parsed = Cached::new(object.clone());
-        let unparsed = Cached::stamped(None, &Stored::encode(&object), 3);
+        let unparsed = Cached::stamped(&Stored::encode(&object), 3);
         for path in [
             &["metadata", "labels"][..],
             &["spec", "nodeName"],
@@ -382,7 +391,7 @@ mod tests {
             "reading fields does not parse the object"
         );
         assert_eq!(unparsed.to_value()["spec"]["nodeName"], "n1");
-        assert!(unparsed.value.get().is_none(), "nor does copying it");
+        assert!(!unparsed.is_parsed(), "nor does copying it");
     }
 
     #[test]
@@ -398,7 +407,7 @@ mod tests {
         for object in objects {
             let stored = Stored::encode(&object);
             assert_eq!(stored.bytes(), serde_json::to_vec(&object).unwrap(), "{object}");
-            let served = Cached::stamped(None, &stored, 42);
+            let served = Cached::stamped(&stored, 42);
             let expected = crate::watchcache::stamp(object.clone(), 42);
             assert_eq!(
                 String::from_utf8_lossy(served.json()),

@@ -127,10 +127,9 @@ pub struct WatchStart {
     pub live: broadcast::Receiver<Arc<Event>>,
 }
 
-/// Objects this server is writing, by key: what it stores and, if the writer built it, the
-/// object that encodes, handed over by the registry so that the cache need not parse its own
-/// writes back.
-type Offers = HashMap<String, (Stored, Option<Value>)>;
+/// Objects this server is writing, by key, as it serialized them: handed over by the registry
+/// so that the cache need not parse its own writes back.
+type Offers = HashMap<String, Stored>;
 
 /// The cache. Cheap to share behind an `Arc`.
 pub struct WatchCache {
@@ -221,13 +220,13 @@ impl WatchCache {
     }
 
     /// Hands the cache an object this server is about to store as `stored` (the stored form,
-    /// without resourceVersion): the key's next event, if it carries exactly these bytes,
-    /// takes this object (or, without one, parses it only on first need) and its JSON instead
-    /// of parsing them.
-    pub fn offer(&self, key: &str, stored: Stored, object: Option<Value>) {
+    /// without resourceVersion): the key's next event, if it carries exactly these bytes, takes
+    /// this JSON, whose layout is already known, instead of parsing the bytes; the object is
+    /// parsed only when someone needs its value.
+    pub fn offer(&self, key: &str, stored: Stored) {
         let mut offers = self.offers.lock().unwrap_or_else(|e| e.into_inner());
         if offers.len() < MAX_OFFERS || offers.contains_key(key) {
-            offers.insert(key.to_owned(), (stored, object));
+            offers.insert(key.to_owned(), stored);
         }
     }
 
@@ -236,14 +235,14 @@ impl WatchCache {
         self.offers.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
 
-    /// For each event, the offered object its bytes encode; any other offer for its key is
-    /// dropped, so none outlives the next change of its key.
-    fn take_offers(&self, batch: &[WatchEvent]) -> Vec<Option<(Stored, Option<Value>)>> {
+    /// For each event, the offer of exactly its bytes; any other offer for its key is dropped,
+    /// so none outlives the next change of its key.
+    fn take_offers(&self, batch: &[WatchEvent]) -> Vec<Option<Stored>> {
         let mut offers = self.offers.lock().unwrap_or_else(|e| e.into_inner());
         batch
             .iter()
             .map(|ev| match offers.remove(&ev.kv.key) {
-                Some(offer) if ev.kind != EventKind::Delete && offer.0.bytes() == ev.kv.value => Some(offer),
+                Some(offer) if ev.kind != EventKind::Delete && offer.bytes() == ev.kv.value => Some(offer),
                 _ => None,
             })
             .collect()
@@ -260,7 +259,7 @@ impl WatchCache {
             .map(|(ev, offered)| {
                 let revision = ev.revision();
                 let object = match offered {
-                    Some((stored, object)) => Cached::stamped(object, &stored, revision),
+                    Some(stored) => Cached::stamped(&stored, revision),
                     None => Cached::new(decode(&ev.kv.value, revision)),
                 };
                 (ev, revision, object)
@@ -356,9 +355,8 @@ impl WatchCache {
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(k, v)| {
                 let revision = v
-                    .pointer("/metadata/resourceVersion")
-                    .and_then(Value::as_str)
-                    .and_then(|r| r.parse().ok())
+                    .at(&["metadata", "resourceVersion"])
+                    .and_then(|r| r.as_str()?.parse().ok())
                     .unwrap_or(0);
                 Arc::new(Event::new(
                     EventKind::Create,
@@ -404,32 +402,23 @@ mod tests {
 
     const KEY: &str = "/registry/configmaps/default/a";
 
-    /// An object that its stored bytes would not parse into, to tell which one the cache used.
-    fn marked(mark: &str) -> Value {
-        serde_json::json!({"metadata": {"name": "a"}, "data": {"k": mark}})
-    }
-
     #[test]
-    fn an_offered_object_replaces_parsing_its_event() {
+    fn an_offer_replaces_parsing_its_event() {
         with_cache(async |store, cache| {
             let form = Stored::encode(&serde_json::json!({"metadata": {"name": "a"}, "data": {"k": "stored"}}));
             let bytes = form.bytes().to_vec();
-            cache.offer(KEY, form, Some(marked("offered")));
+            cache.offer(KEY, form);
             let stored = store.create(KEY, bytes).await.expect("create");
             cache.wait_for(stored.mod_revision).await;
             let held = cache.get(KEY).expect("cached");
-            assert_eq!(held.pointer("/data/k"), Some(&Value::from("offered")));
+            assert!(!held.is_parsed(), "the offered JSON is held as it is");
             let rv = stored.mod_revision.to_string();
-            assert_eq!(
-                held.pointer("/metadata/resourceVersion"),
-                Some(&Value::from(rv.clone()))
-            );
-            // The JSON is the stored bytes with the resourceVersion spliced in, not serialized
-            // again from the offered value.
+            // The JSON is the stored bytes with the resourceVersion spliced in.
             assert_eq!(
                 String::from_utf8_lossy(held.json()),
                 format!(r#"{{"metadata":{{"name":"a","resourceVersion":"{rv}"}},"data":{{"k":"stored"}}}}"#)
             );
+            assert_eq!(held.pointer("/metadata/resourceVersion"), Some(&Value::from(rv)));
             assert!(cache.offers.lock().expect("offers").is_empty());
         });
     }
@@ -438,14 +427,15 @@ mod tests {
     fn an_offer_whose_bytes_differ_from_the_event_is_dropped() {
         with_cache(async |store, cache| {
             let other = serde_json::json!({"metadata": {"name": "a"}, "data": {"k": "other"}});
-            cache.offer(KEY, Stored::encode(&other), Some(marked("offered")));
+            cache.offer(KEY, Stored::encode(&other));
             let bytes = br#"{"metadata":{"name":"a"},"data":{"k":"stored"}}"#.to_vec();
             let stored = store.create(KEY, bytes).await.expect("create");
             cache.wait_for(stored.mod_revision).await;
             let held = cache.get(KEY).expect("cached");
+            assert!(held.is_parsed(), "the event's own bytes were parsed");
             assert_eq!(held.pointer("/data/k"), Some(&Value::from("stored")));
             assert!(cache.offers.lock().expect("offers").is_empty());
-            cache.offer(KEY, Stored::encode(&serde_json::json!({})), Some(marked("withdrawn")));
+            cache.offer(KEY, Stored::encode(&serde_json::json!({})));
             cache.withdraw(KEY);
             assert!(cache.offers.lock().expect("offers").is_empty());
         });
