@@ -130,14 +130,22 @@ struct Row<'a> {
 
 /// An object's `PartialObjectMetadata`: its metadata only, serialized without copying it.
 pub struct Partial<'a> {
-    object: &'a Value,
+    metadata: Option<&'a Map<String, Value>>,
     managed_fields: bool,
 }
 
 impl<'a> Partial<'a> {
     /// The metadata of `object`, without its managedFields unless `managed_fields`.
     pub fn new(object: &'a Value, managed_fields: bool) -> Partial<'a> {
-        Partial { object, managed_fields }
+        Partial::of_metadata(object.get("metadata"), managed_fields)
+    }
+
+    /// [`Partial::new`] given the object's metadata alone.
+    pub fn of_metadata(metadata: Option<&'a Value>, managed_fields: bool) -> Partial<'a> {
+        Partial {
+            metadata: metadata.and_then(Value::as_object),
+            managed_fields,
+        }
     }
 
     /// The whole metadata of `object`.
@@ -152,7 +160,7 @@ impl Serialize for Partial<'_> {
         let mut map = s.serialize_map(Some(3))?;
         map.serialize_entry("kind", "PartialObjectMetadata")?;
         map.serialize_entry("apiVersion", "meta.k8s.io/v1")?;
-        match self.object.get("metadata").and_then(Value::as_object) {
+        match self.metadata {
             Some(meta) if self.managed_fields => map.serialize_entry("metadata", meta)?,
             Some(meta) => map.serialize_entry("metadata", &WithoutManagedFields(meta))?,
             None => map.serialize_entry("metadata", &Map::new())?,

@@ -1,5 +1,6 @@
 //! Watch streams: newline-delimited JSON events, optionally as one-row Tables, with bookmarks.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -202,8 +203,15 @@ impl Stream {
             },
             (Format::Object, Some(gone)) => json_event(kind, gone),
             (Format::Metadata, _) => {
-                let shown = stamped.as_ref().unwrap_or(&object);
-                json_event(kind, &Partial::new(shown, self.req.managed_fields))
+                // Only the metadata is read, so an object never parsed is not parsed whole.
+                let metadata = match &stamped {
+                    Some(gone) => gone.get("metadata").map(Cow::Borrowed),
+                    None => object.at(&["metadata"]),
+                };
+                json_event(
+                    kind,
+                    &Partial::of_metadata(metadata.as_deref(), self.req.managed_fields),
+                )
             }
             (Format::Table, _) => {
                 let shown: &Value = stamped.as_ref().unwrap_or(&object);
