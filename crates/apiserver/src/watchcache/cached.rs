@@ -43,8 +43,9 @@ impl Stored {
 
     /// Serializes `value` as if each of `sets` had been written into it first (a path of object
     /// keys, created where missing and then appended last, as indexing a `Value` would; no path
-    /// may lie within another) and its resourceVersion removed: a write that changes a few
-    /// fields of a cached object without copying the object.
+    /// may lie within another, nor in the metadata, whose layout the cache keeps track of) and
+    /// its resourceVersion removed: a write that changes a few fields of a cached object
+    /// without copying the object.
     pub fn encode_with(value: &Value, sets: &[Set<'_>]) -> Stored {
         Stored(serialize_with(value, sets, true))
     }
@@ -174,6 +175,7 @@ fn serialize(value: &Value) -> Json {
 /// [`serialize`] of `value` with `sets` written into it and, if `unversioned`, without its
 /// resourceVersion.
 fn serialize_with(value: &Value, sets: &[Set<'_>], unversioned: bool) -> Json {
+    debug_assert!(sets.iter().all(|(path, _)| path.first() != Some(&"metadata")));
     let Value::Object(fields) = value else {
         return Json {
             bytes: serde_json::to_vec(value).unwrap_or_default(),
@@ -188,12 +190,9 @@ fn serialize_with(value: &Value, sets: &[Set<'_>], unversioned: bool) -> Json {
             out.bytes.push(b',');
         }
         entry(&mut out.bytes, name);
-        let below = below(sets, name);
         match (name.as_str(), field) {
-            ("metadata", Value::Object(meta)) if below.iter().all(|(path, _)| !path.is_empty()) => {
-                metadata(&mut out, meta, &below, unversioned)
-            }
-            _ => write_set(&mut out.bytes, field, &below),
+            ("metadata", Value::Object(meta)) => metadata(&mut out, meta, unversioned),
+            _ => write_set(&mut out.bytes, field, &below(sets, name)),
         }
     }
     append_missing(&mut out.bytes, fields, sets, !fields.is_empty());
@@ -201,7 +200,7 @@ fn serialize_with(value: &Value, sets: &[Set<'_>], unversioned: bool) -> Json {
     out
 }
 
-fn metadata(out: &mut Json, meta: &Map<String, Value>, sets: &[Set<'_>], unversioned: bool) {
+fn metadata(out: &mut Json, meta: &Map<String, Value>, unversioned: bool) {
     let kept: Vec<(&String, &Value)> = meta
         .iter()
         .filter(|(name, _)| !(unversioned && *name == "resourceVersion"))
@@ -213,14 +212,13 @@ fn metadata(out: &mut Json, meta: &Map<String, Value>, sets: &[Set<'_>], unversi
             out.bytes.push(b',');
         }
         entry(&mut out.bytes, name);
-        write_set(&mut out.bytes, field, &below(sets, name));
+        write(&mut out.bytes, field);
         if *name == "managedFields" {
             // The first entry takes the comma that the next one starts with.
             let comma = usize::from(i == 0 && kept.len() > 1);
             out.managed_fields = start..out.bytes.len() + comma;
         }
     }
-    append_missing(&mut out.bytes, meta, sets, !kept.is_empty());
     out.metadata_end = Some(out.bytes.len());
     out.bytes.push(b'}');
 }

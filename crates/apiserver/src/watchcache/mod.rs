@@ -12,6 +12,8 @@ use tokio::sync::{broadcast, watch};
 
 mod cached;
 mod pick;
+#[cfg(test)]
+mod proptests;
 pub use cached::{Cached, Set, Stored};
 
 /// Where every Kubernetes object lives in the store.
