@@ -125,9 +125,8 @@ pub struct FieldSelector(Vec<FieldTerm>);
 /// One `field=value` or `field!=value` term.
 #[derive(Debug, Clone, PartialEq)]
 struct FieldTerm {
-    /// The field as written, e.g. `spec.nodeName`.
-    field: String,
-    /// Its path in the object, split once here because every watched event is matched.
+    /// The field's path in the object (`spec.nodeName` is `["spec", "nodeName"]`), split once
+    /// here because every watched event is matched.
     path: Vec<String>,
     /// `=` rather than `!=`.
     equal: bool,
@@ -167,7 +166,6 @@ impl FieldSelector {
                 return Err(ApiError::bad_request(format!("field label not supported: {field}")));
             }
             terms.push(FieldTerm {
-                field: field.to_string(),
                 path: field.split('.').map(str::to_string).collect(),
                 equal,
                 want: value.trim().to_string(),
@@ -185,7 +183,7 @@ impl FieldSelector {
     pub fn pinned_name(&self) -> Option<&str> {
         self.0
             .iter()
-            .find(|t| t.field == "metadata.name" && t.equal)
+            .find(|t| t.path == ["metadata", "name"] && t.equal)
             .map(|t| t.want.as_str())
     }
 

@@ -20,7 +20,7 @@ pub struct Cached {
 
 /// The object's JSON, and where `metadata.managedFields` sits in it (with one adjoining comma),
 /// so that the object without them is two slices of the same bytes.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 struct Json {
     bytes: Vec<u8>,
     managed_fields: Range<usize>,
@@ -120,7 +120,7 @@ impl Cached {
     pub fn read(&self) -> Cow<'_, Value> {
         match self.value.get() {
             Some(value) => Cow::Borrowed(value),
-            None => Cow::Owned(serde_json::from_slice(self.json()).unwrap_or(Value::Null)),
+            None => Cow::Owned(self.parse()),
         }
     }
 
@@ -150,6 +150,12 @@ impl Cached {
         ]
     }
 
+    /// Parses the JSON, which is there whenever the value is not.
+    fn parse(&self) -> Value {
+        let json = self.json.get().map_or(&[][..], |j| &j.bytes[..]);
+        serde_json::from_slice(json).unwrap_or(Value::Null)
+    }
+
     fn serialized(&self) -> &Json {
         // Every constructor sets the value or the JSON, so one of the two is always there.
         self.json.get_or_init(|| serialize(self))
@@ -160,10 +166,7 @@ impl std::ops::Deref for Cached {
     type Target = Value;
 
     fn deref(&self) -> &Value {
-        self.value.get_or_init(|| {
-            let json = self.json.get().map_or(&[][..], |j| &j.bytes[..]);
-            serde_json::from_slice(json).unwrap_or(Value::Null)
-        })
+        self.value.get_or_init(|| self.parse())
     }
 }
 
@@ -183,44 +186,45 @@ fn serialize_with(value: &Value, sets: &[Set<'_>], unversioned: bool) -> Json {
             metadata_end: None,
         };
     };
-    let mut out = Json::default();
-    out.bytes.push(b'{');
-    for (i, (name, field)) in fields.iter().enumerate() {
-        if i > 0 {
-            out.bytes.push(b',');
+    let mut bytes = Vec::new();
+    let (mut managed_fields, mut metadata_end) = (0..0, None);
+    write_object(&mut bytes, fields, sets, |out, name, field, below| {
+        match (name, field) {
+            ("metadata", Value::Object(meta)) => (managed_fields, metadata_end) = metadata(out, meta, unversioned),
+            _ => write_set(out, field, below),
         }
-        entry(&mut out.bytes, name);
-        match (name.as_str(), field) {
-            ("metadata", Value::Object(meta)) => metadata(&mut out, meta, unversioned),
-            _ => write_set(&mut out.bytes, field, &below(sets, name)),
-        }
+    });
+    Json {
+        bytes,
+        managed_fields,
+        metadata_end,
     }
-    append_missing(&mut out.bytes, fields, sets, !fields.is_empty());
-    out.bytes.push(b'}');
-    out
 }
 
-fn metadata(out: &mut Json, meta: &Map<String, Value>, unversioned: bool) {
+/// Writes the metadata object, noting where its managedFields are and where it ends.
+fn metadata(out: &mut Vec<u8>, meta: &Map<String, Value>, unversioned: bool) -> (Range<usize>, Option<usize>) {
     let kept: Vec<(&String, &Value)> = meta
         .iter()
         .filter(|(name, _)| !(unversioned && *name == "resourceVersion"))
         .collect();
-    out.bytes.push(b'{');
+    let mut managed_fields = 0..0;
+    out.push(b'{');
     for (i, (name, field)) in kept.iter().enumerate() {
-        let start = out.bytes.len();
+        let start = out.len();
         if i > 0 {
-            out.bytes.push(b',');
+            out.push(b',');
         }
-        entry(&mut out.bytes, name);
-        write(&mut out.bytes, field);
+        entry(out, name);
+        write(out, field);
         if *name == "managedFields" {
             // The first entry takes the comma that the next one starts with.
             let comma = usize::from(i == 0 && kept.len() > 1);
-            out.managed_fields = start..out.bytes.len() + comma;
+            managed_fields = start..out.len() + comma;
         }
     }
-    out.metadata_end = Some(out.bytes.len());
-    out.bytes.push(b'}');
+    let end = out.len();
+    out.push(b'}');
+    (managed_fields, Some(end))
 }
 
 /// The sets under key `name`, with that key taken off their paths.
@@ -244,13 +248,24 @@ fn write_set(out: &mut Vec<u8>, field: &Value, sets: &[Set<'_>]) {
     }
     let empty = Map::new();
     let fields = field.as_object().unwrap_or(&empty);
+    write_object(out, fields, sets, |out, _, value, below| write_set(out, value, below));
+}
+
+/// Writes an object of `fields` with `sets` written into it: each field by `each`, given the
+/// sets below it, then the sets for fields it lacks.
+fn write_object(
+    out: &mut Vec<u8>,
+    fields: &Map<String, Value>,
+    sets: &[Set<'_>],
+    mut each: impl FnMut(&mut Vec<u8>, &str, &Value, &[Set<'_>]),
+) {
     out.push(b'{');
-    for (i, (name, value)) in fields.iter().enumerate() {
+    for (i, (name, field)) in fields.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         entry(out, name);
-        write_set(out, value, &below(sets, name));
+        each(out, name, field, &below(sets, name));
     }
     append_missing(out, fields, sets, !fields.is_empty());
     out.push(b'}');
