@@ -1,13 +1,15 @@
 //! The `pods/binding` subresource: how a scheduler assigns a pod to a node. It sets
 //! `spec.nodeName` (which no other write may change) and the PodScheduled condition, once.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use super::Registry;
 use super::meta;
 use crate::catalog::ResourceDef;
 use crate::error::{ApiError, Cause};
-use crate::watchcache::{Cached, Stored};
+use crate::watchcache::{Cached, RawObject, Stored};
 
 impl Registry {
     /// Binds pod `name` to the node named in `binding.target`.
@@ -49,19 +51,29 @@ impl Registry {
         }
         // The cache's copy saves a read of the store. It may be behind: a write it missed makes
         // the swap fail, and a refusal it seems to call for is checked again on the store's copy.
+        // Either copy is read and rewritten as JSON: only the fields the binding reads or sets
+        // are parsed.
         let key = def.key(ns, name);
         let mut cached = (!dry_run).then(|| self.cached(def, &key)).flatten();
         let node = Value::from(node);
         loop {
-            let (revision, current, fresh) = match cached.take() {
-                Some((revision, copy)) => (revision, copy, false),
+            let (revision, held, fresh) = match cached.take() {
+                Some((revision, copy)) => (revision, Held::Cached(copy), false),
                 None => {
-                    let (kv, current) = self.current(def, ns, name).await?;
-                    (kv.mod_revision, Cached::new(current), true)
+                    let kv = self
+                        .store
+                        .get(&key)
+                        .await?
+                        .ok_or_else(|| ApiError::not_found(def.group, def.plural, name))?;
+                    (kv.mod_revision, Held::Stored(kv.value), true)
                 }
             };
-            let current = current.read();
-            if let Err(refusal) = refusal(def, name, binding, &current) {
+            let Some(pod) = RawObject::parse(held.json()) else {
+                return Err(ApiError::internal(format!(
+                    "the stored pod {name} is not a JSON object"
+                )));
+            };
+            if let Err(refusal) = refusal(def, name, binding, &pod) {
                 if fresh {
                     return Err(refusal);
                 }
@@ -70,9 +82,8 @@ impl Registry {
             if dry_run {
                 return Ok(());
             }
-            // Written as the pod with two fields set, without copying the pod.
-            let status = scheduled(current.get("status"));
-            let stored = Stored::encode_with(&current, &[(&["spec", "nodeName"], &node), (&["status"], &status)]);
+            let status = scheduled(pod.value("status").as_ref());
+            let stored = Stored::splice(&pod, &[(&["spec", "nodeName"], &node), (&["status"], &status)]);
             match self.put_stored(def, &key, stored, None, Some(revision)).await? {
                 Ok(_) => return Ok(()),
                 Err(kate_store::Error::Conflict { .. }) => continue,
@@ -82,13 +93,34 @@ impl Registry {
     }
 }
 
-/// Why `binding` cannot apply to the pod as it is in `current`, if it cannot.
-fn refusal(def: &ResourceDef, name: &str, binding: &Value, current: &Value) -> Result<(), ApiError> {
+/// The pod's JSON as the binding found it: the cache's, or the store's.
+enum Held {
+    Cached(Arc<Cached>),
+    Stored(Vec<u8>),
+}
+
+impl Held {
+    fn json(&self) -> &[u8] {
+        match self {
+            Held::Cached(cached) => cached.json(),
+            Held::Stored(bytes) => bytes,
+        }
+    }
+}
+
+/// Why `binding` cannot apply to `pod`, if it cannot.
+fn refusal(def: &ResourceDef, name: &str, binding: &Value, pod: &RawObject<'_>) -> Result<(), ApiError> {
+    let meta = pod.object("metadata");
     if let Some(uid) = binding
         .pointer("/metadata/uid")
         .and_then(Value::as_str)
         .filter(|u| !u.is_empty())
-        && meta::meta_str(current, "uid") != Some(uid)
+        && meta
+            .as_ref()
+            .and_then(|m| m.value("uid"))
+            .as_ref()
+            .and_then(Value::as_str)
+            != Some(uid)
     {
         return Err(ApiError::conflict(
             def.group,
@@ -97,8 +129,10 @@ fn refusal(def: &ResourceDef, name: &str, binding: &Value, current: &Value) -> R
             "the UID in the binding does not match the pod",
         ));
     }
-    if let Some(assigned) = current
-        .pointer("/spec/nodeName")
+    if let Some(assigned) = pod
+        .object("spec")
+        .and_then(|spec| spec.value("nodeName"))
+        .as_ref()
         .and_then(Value::as_str)
         .filter(|n| !n.is_empty())
     {
@@ -109,7 +143,7 @@ fn refusal(def: &ResourceDef, name: &str, binding: &Value, current: &Value) -> R
             &format!("pod {name} is already assigned to node \"{assigned}\""),
         ));
     }
-    if meta::is_deleting(current) {
+    if meta.is_some_and(|m| m.holds("deletionTimestamp")) {
         return Err(ApiError::conflict(
             def.group,
             def.plural,

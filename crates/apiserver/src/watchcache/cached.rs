@@ -8,7 +8,10 @@ use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 use kate_store::Revision;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+
+use super::raw::RawObject;
 
 /// A cached object: its value, its JSON, or both; whichever is missing is made from the other
 /// on first need.
@@ -41,13 +44,18 @@ impl Stored {
         Stored(serialize(value))
     }
 
-    /// Serializes `value` as if each of `sets` had been written into it first (a path of object
+    /// Writes `object` as if each of `sets` had been written into it first (a path of object
     /// keys, created where missing and then appended last, as indexing a `Value` would; no path
     /// may lie within another, nor in the metadata, whose layout the cache keeps track of) and
     /// its resourceVersion removed: a write that changes a few fields of a cached object
-    /// without copying the object.
-    pub fn encode_with(value: &Value, sets: &[Set<'_>]) -> Stored {
-        Stored(serialize_with(value, sets, true))
+    /// copies the rest of its JSON as it lies, without parsing it.
+    pub fn splice(object: &RawObject<'_>, sets: &[Set<'_>]) -> Stored {
+        let fields: Fields<'_> = object
+            .0
+            .iter()
+            .map(|(name, raw)| (Cow::Borrowed(name.as_ref()), Field::Raw(raw)))
+            .collect();
+        Stored(serialize_fields(&fields, sets, true))
     }
 
     /// The bytes to store.
@@ -172,26 +180,70 @@ impl std::ops::Deref for Cached {
 
 /// Serializes `value` exactly as `serde_json::to_vec` does, noting where its managedFields are.
 fn serialize(value: &Value) -> Json {
-    serialize_with(value, &[], false)
-}
-
-/// [`serialize`] of `value` with `sets` written into it and, if `unversioned`, without its
-/// resourceVersion.
-fn serialize_with(value: &Value, sets: &[Set<'_>], unversioned: bool) -> Json {
-    debug_assert!(sets.iter().all(|(path, _)| path.first() != Some(&"metadata")));
-    let Value::Object(fields) = value else {
-        return Json {
-            bytes: serde_json::to_vec(value).unwrap_or_default(),
+    match value {
+        Value::Object(fields) => serialize_fields(&parsed(fields), &[], false),
+        other => Json {
+            bytes: serde_json::to_vec(other).unwrap_or_default(),
             managed_fields: 0..0,
             metadata_end: None,
-        };
-    };
+        },
+    }
+}
+
+/// A field's value as it is written: parsed, or JSON copied as it lies.
+#[derive(Debug, Clone, Copy)]
+enum Field<'a> {
+    Parsed(&'a Value),
+    Raw(&'a RawValue),
+}
+
+/// An object's fields in their order.
+type Fields<'a> = Vec<(Cow<'a, str>, Field<'a>)>;
+
+impl<'a> Field<'a> {
+    fn write(self, out: &mut Vec<u8>) {
+        match self {
+            Field::Parsed(value) => write(out, value),
+            Field::Raw(raw) => out.extend_from_slice(raw.get().as_bytes()),
+        }
+    }
+
+    /// The fields of the value, if it is an object.
+    fn fields(self) -> Option<Fields<'a>> {
+        match self {
+            Field::Parsed(Value::Object(fields)) => Some(parsed(fields)),
+            Field::Parsed(_) => None,
+            Field::Raw(raw) => RawObject::parse(raw.get().as_bytes()).map(|object| {
+                object
+                    .0
+                    .into_iter()
+                    .map(|(name, raw)| (name, Field::Raw(raw)))
+                    .collect()
+            }),
+        }
+    }
+}
+
+fn parsed(fields: &Map<String, Value>) -> Fields<'_> {
+    fields
+        .iter()
+        .map(|(name, value)| (Cow::Borrowed(name.as_str()), Field::Parsed(value)))
+        .collect()
+}
+
+/// Writes an object of `fields` with `sets` written into it and, if `unversioned`, without
+/// its resourceVersion.
+fn serialize_fields(fields: &[(Cow<'_, str>, Field<'_>)], sets: &[Set<'_>], unversioned: bool) -> Json {
+    debug_assert!(sets.iter().all(|(path, _)| path.first() != Some(&"metadata")));
     let mut bytes = Vec::new();
     let (mut managed_fields, mut metadata_end) = (0..0, None);
     write_object(&mut bytes, fields, sets, |out, name, field, below| {
-        match (name, field) {
-            ("metadata", Value::Object(meta)) => (managed_fields, metadata_end) = metadata(out, meta, unversioned),
-            _ => write_set(out, field, below),
+        if name == "metadata"
+            && let Some(meta) = field.fields()
+        {
+            (managed_fields, metadata_end) = metadata(out, &meta, unversioned);
+        } else {
+            write_set(out, field, below);
         }
     });
     Json {
@@ -202,10 +254,10 @@ fn serialize_with(value: &Value, sets: &[Set<'_>], unversioned: bool) -> Json {
 }
 
 /// Writes the metadata object, noting where its managedFields are and where it ends.
-fn metadata(out: &mut Vec<u8>, meta: &Map<String, Value>, unversioned: bool) -> (Range<usize>, Option<usize>) {
-    let kept: Vec<(&String, &Value)> = meta
+fn metadata(out: &mut Vec<u8>, meta: &[(Cow<'_, str>, Field<'_>)], unversioned: bool) -> (Range<usize>, Option<usize>) {
+    let kept: Vec<&(Cow<'_, str>, Field<'_>)> = meta
         .iter()
-        .filter(|(name, _)| !(unversioned && *name == "resourceVersion"))
+        .filter(|(name, _)| !(unversioned && name == "resourceVersion"))
         .collect();
     let mut managed_fields = 0..0;
     out.push(b'{');
@@ -215,8 +267,8 @@ fn metadata(out: &mut Vec<u8>, meta: &Map<String, Value>, unversioned: bool) -> 
             out.push(b',');
         }
         entry(out, name);
-        write(out, field);
-        if *name == "managedFields" {
+        field.write(out);
+        if name == "managedFields" {
             // The first entry takes the comma that the next one starts with.
             let comma = usize::from(i == 0 && kept.len() > 1);
             managed_fields = start..out.len() + comma;
@@ -239,25 +291,24 @@ fn below<'a>(sets: &[Set<'a>], name: &str) -> Vec<Set<'a>> {
 
 /// Writes `field` with `sets` written into it: a set with an empty path replaces it, deeper
 /// ones go into it (a field that is not an object becomes one).
-fn write_set(out: &mut Vec<u8>, field: &Value, sets: &[Set<'_>]) {
+fn write_set(out: &mut Vec<u8>, field: Field<'_>, sets: &[Set<'_>]) {
     if let Some((_, value)) = sets.iter().rev().find(|(path, _)| path.is_empty()) {
         return write(out, *value);
     }
     if sets.is_empty() {
-        return write(out, field);
+        return field.write(out);
     }
-    let empty = Map::new();
-    let fields = field.as_object().unwrap_or(&empty);
-    write_object(out, fields, sets, |out, _, value, below| write_set(out, value, below));
+    let fields = field.fields().unwrap_or_default();
+    write_object(out, &fields, sets, |out, _, value, below| write_set(out, value, below));
 }
 
 /// Writes an object of `fields` with `sets` written into it: each field by `each`, given the
 /// sets below it, then the sets for fields it lacks.
 fn write_object(
     out: &mut Vec<u8>,
-    fields: &Map<String, Value>,
+    fields: &[(Cow<'_, str>, Field<'_>)],
     sets: &[Set<'_>],
-    mut each: impl FnMut(&mut Vec<u8>, &str, &Value, &[Set<'_>]),
+    mut each: impl FnMut(&mut Vec<u8>, &str, Field<'_>, &[Set<'_>]),
 ) {
     out.push(b'{');
     for (i, (name, field)) in fields.iter().enumerate() {
@@ -265,18 +316,18 @@ fn write_object(
             out.push(b',');
         }
         entry(out, name);
-        each(out, name, field, &below(sets, name));
+        each(out, name, *field, &below(sets, name));
     }
     append_missing(out, fields, sets, !fields.is_empty());
     out.push(b'}');
 }
 
 /// Writes the sets whose first key `fields` lacks, in order of first mention, as new entries.
-fn append_missing(out: &mut Vec<u8>, fields: &Map<String, Value>, sets: &[Set<'_>], mut comma: bool) {
+fn append_missing(out: &mut Vec<u8>, fields: &[(Cow<'_, str>, Field<'_>)], sets: &[Set<'_>], mut comma: bool) {
     let mut written: Vec<&str> = Vec::new();
     for (path, _) in sets {
         let Some(first) = path.first() else { continue };
-        if fields.contains_key(*first) || written.contains(first) {
+        if fields.iter().any(|(name, _)| name == first) || written.contains(first) {
             continue;
         }
         written.push(first);
@@ -285,7 +336,7 @@ fn append_missing(out: &mut Vec<u8>, fields: &Map<String, Value>, sets: &[Set<'_
         }
         comma = true;
         entry(out, first);
-        write_set(out, &Value::Null, &below(sets, first));
+        write_set(out, Field::Parsed(&Value::Null), &below(sets, first));
     }
 }
 
@@ -340,7 +391,7 @@ mod tests {
     }
 
     #[test]
-    fn encoding_with_sets_is_encoding_the_changed_copy() {
+    fn splicing_sets_is_encoding_the_changed_copy() {
         let managed = json!([{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]);
         let objects = [
             json!({"kind": "Pod", "metadata": {"name": "a", "managedFields": managed, "resourceVersion": "7"}, "spec": {"containers": []}, "status": {"phase": "Pending"}}),
@@ -368,7 +419,8 @@ mod tests {
             expected["spec"]["nodeName"] = node.clone();
             expected["status"] = status.clone();
             expected["kind"] = node.clone();
-            let stored = Stored::encode_with(&object, &sets);
+            let json = serde_json::to_vec(&object).unwrap();
+            let stored = Stored::splice(&RawObject::parse(&json).unwrap(), &sets);
             assert_eq!(
                 String::from_utf8_lossy(stored.bytes()),
                 String::from_utf8_lossy(&serde_json::to_vec(&expected).unwrap()),

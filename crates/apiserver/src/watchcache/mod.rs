@@ -14,7 +14,9 @@ mod cached;
 mod pick;
 #[cfg(test)]
 mod proptests;
+mod raw;
 pub use cached::{Cached, Set, Stored};
+pub use raw::RawObject;
 
 /// Where every Kubernetes object lives in the store.
 pub const REGISTRY_PREFIX: &str = "/registry/";
