@@ -66,10 +66,11 @@ const TAINT_UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
 pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let (nodes, node_writer) = reflector::store::<Node>();
     let (leases, lease_writer) = reflector::store::<Lease>();
-    let (pods, pod_writer) = reflector::store::<Pod>();
     let node_api: Api<Node> = Api::all(ctx.client.clone());
     let lease_api: Api<Lease> = Api::namespaced(ctx.client.clone(), NODE_LEASE_NAMESPACE);
-    let pod_api: Api<Pod> = Api::all(ctx.client.clone());
+    // The pods come from the process's shared informer, which parses each change once for
+    // every consumer; subscribing keeps its watch running.
+    let pods = ctx.informers.pods.subscribe().for_each(|_| std::future::ready(()));
     let feeds = futures::future::join3(
         feed(reflector::reflector(
             node_writer,
@@ -79,13 +80,9 @@ pub async fn run(ctx: Arc<Context>) -> Result<(), Error> {
             lease_writer,
             watcher(lease_api, watcher::Config::default()),
         )),
-        // Only pods on a node concern it: pods waiting for the scheduler stay out of the cache.
-        feed(reflector::reflector(
-            pod_writer,
-            watcher(pod_api, watcher::Config::default().fields("spec.nodeName!=")),
-        )),
+        pods,
     );
-    let mut controller = NodeLifecycle::new(ctx, nodes, leases, pods);
+    let mut controller = NodeLifecycle::new(ctx, nodes, leases);
     tokio::select! {
         _ = feeds => Ok(()),
         _ = controller.run() => Ok(()),
@@ -112,7 +109,6 @@ struct NodeLifecycle {
     ctx: Arc<Context>,
     nodes: Store<Node>,
     leases: Store<Lease>,
-    pods: Store<Pod>,
     /// No heartbeat counts as older than this: when the controller started, or when it last
     /// left disruption mode.
     baseline: Timestamp,
@@ -125,12 +121,11 @@ struct NodeLifecycle {
 }
 
 impl NodeLifecycle {
-    fn new(ctx: Arc<Context>, nodes: Store<Node>, leases: Store<Lease>, pods: Store<Pod>) -> NodeLifecycle {
+    fn new(ctx: Arc<Context>, nodes: Store<Node>, leases: Store<Lease>) -> NodeLifecycle {
         NodeLifecycle {
             ctx,
             nodes,
             leases,
-            pods,
             baseline: Timestamp::now(),
             disrupted: false,
             last_ready: HashMap::new(),
@@ -142,12 +137,12 @@ impl NodeLifecycle {
         for ready in [
             self.nodes.wait_until_ready().await,
             self.leases.wait_until_ready().await,
-            self.pods.wait_until_ready().await,
         ] {
             if ready.is_err() {
                 return;
             }
         }
+        self.ctx.informers.pods.wait_synced().await;
         // Heartbeats are only judged from now on: see the module documentation.
         self.baseline = Timestamp::now();
         let mut ticks = tokio::time::interval(CHECK_INTERVAL);
@@ -262,10 +257,8 @@ impl NodeLifecycle {
     /// Upstream's MarkPodsNotReady: the pods of a node that stopped being Ready are not Ready.
     async fn mark_pods_not_ready(&self, node: &str) {
         let now = Time(Timestamp::now());
-        for pod in self.pods.state() {
-            if pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some(node) {
-                continue;
-            }
+        let on_node = |pod: &Pod| pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node);
+        for pod in self.ctx.informers.pods.state_filter(on_node) {
             let Some(conditions) = pod.status.as_ref().and_then(|s| s.conditions.as_ref()) else {
                 continue;
             };
@@ -326,7 +319,8 @@ impl NodeLifecycle {
         if starts.is_empty() {
             return;
         }
-        for pod in self.pods.state() {
+        let bound = |pod: &Pod| pod.spec.as_ref().is_some_and(|s| s.node_name.is_some());
+        for pod in self.ctx.informers.pods.state_filter(bound) {
             if pod.metadata.deletion_timestamp.is_some() {
                 continue;
             }
