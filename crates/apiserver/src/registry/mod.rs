@@ -81,7 +81,7 @@ impl Registry {
             return None;
         }
         let obj = self.cache.get(key)?;
-        let revision = obj.at(&["metadata", "resourceVersion"])?.as_str()?.parse().ok()?;
+        let revision = obj.revision()?;
         Some((revision, obj))
     }
 

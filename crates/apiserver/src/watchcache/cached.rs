@@ -29,6 +29,8 @@ struct Json {
     managed_fields: Range<usize>,
     /// Where the metadata object's closing brace is, if the object has metadata.
     metadata_end: Option<usize>,
+    /// The resourceVersion spliced into the metadata, if these bytes were served that way.
+    revision: Option<Revision>,
 }
 
 /// An object serialized as the store keeps it, without a resourceVersion.
@@ -89,6 +91,7 @@ impl Stored {
             bytes,
             managed_fields,
             metadata_end: Some(metadata_end),
+            revision: Some(revision),
         }
     }
 }
@@ -121,6 +124,15 @@ impl Cached {
                 .map(Cow::Borrowed),
             None => super::pick::pick(self.json(), path).map(Cow::Owned),
         }
+    }
+
+    /// The object's resourceVersion, known without reading the object when the cache spliced
+    /// it in.
+    pub fn revision(&self) -> Option<Revision> {
+        if let Some(revision) = self.json.get().and_then(|json| json.revision) {
+            return Some(revision);
+        }
+        self.at(&["metadata", "resourceVersion"])?.as_str()?.parse().ok()
     }
 
     /// The object for a write to read: borrowed if it is parsed, else parsed for the caller
@@ -186,6 +198,7 @@ fn serialize(value: &Value) -> Json {
             bytes: serde_json::to_vec(other).unwrap_or_default(),
             managed_fields: 0..0,
             metadata_end: None,
+            revision: None,
         },
     }
 }
@@ -250,6 +263,7 @@ fn serialize_fields(fields: &[(Cow<'_, str>, Field<'_>)], sets: &[Set<'_>], unve
         bytes,
         managed_fields,
         metadata_end,
+        revision: None,
     }
 }
 
@@ -457,6 +471,21 @@ mod tests {
         );
         assert_eq!(unparsed.to_value()["spec"]["nodeName"], "n1");
         assert!(!unparsed.is_parsed(), "nor does copying it");
+    }
+
+    #[test]
+    fn the_revision_is_known_from_the_splice_or_read_from_the_value() {
+        let object = json!({"metadata": {"name": "a"}});
+        assert_eq!(Cached::stamped(&Stored::encode(&object), 42).revision(), Some(42));
+        assert_eq!(
+            Cached::new(crate::watchcache::stamp(object.clone(), 7)).revision(),
+            Some(7)
+        );
+        assert_eq!(Cached::new(object).revision(), None);
+        assert_eq!(
+            Cached::stamped(&Stored::encode(&json!({"data": 1})), 42).revision(),
+            None
+        );
     }
 
     #[test]

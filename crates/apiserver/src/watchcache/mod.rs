@@ -358,10 +358,7 @@ impl WatchCache {
             .range(prefix.to_string()..)
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(k, v)| {
-                let revision = v
-                    .at(&["metadata", "resourceVersion"])
-                    .and_then(|r| r.as_str()?.parse().ok())
-                    .unwrap_or(0);
+                let revision = v.revision().unwrap_or(0);
                 Arc::new(Event::new(
                     EventKind::Create,
                     k.clone(),

@@ -346,6 +346,30 @@ impl FieldSet {
         self.0.find(path).is_some_and(|node| !node.is_empty())
     }
 
+    /// Keeps the children of the node at `path` that `keep` accepts, with all below them;
+    /// the node itself stops being a member, and goes if nothing is left below it.
+    pub(crate) fn retain_children(&mut self, path: &[Element], mut keep: impl FnMut(&Element) -> bool) {
+        let Some((last, parents)) = path.split_last() else {
+            self.0.member = false;
+            self.0.children.retain(|element, _| keep(element));
+            return;
+        };
+        let Some(parent) = parents
+            .iter()
+            .try_fold(&mut self.0, |node, element| node.children.get_mut(element))
+        else {
+            return;
+        };
+        let Some(node) = parent.children.get_mut(last) else {
+            return;
+        };
+        node.member = false;
+        node.children.retain(|element, _| keep(element));
+        if node.is_empty() {
+            parent.children.remove(last);
+        }
+    }
+
     pub(crate) fn retain(&mut self, mut keep: impl FnMut(&[Element]) -> bool) {
         self.0.retain(&mut Vec::new(), &mut keep);
     }

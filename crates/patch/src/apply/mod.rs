@@ -98,19 +98,18 @@ impl Scope {
         }
     }
 
-    fn tracks(self, path: &[Element]) -> bool {
-        match path {
-            [Element::Field(top), rest @ ..] => match (top.as_str(), rest) {
-                ("apiVersion" | "kind", _) | ("metadata", []) => false,
-                ("metadata", [Element::Field(name), ..]) => !UNTRACKED_METADATA.contains(&name.as_str()),
-                (top, _) => self.admits(top),
-            },
-            _ => false,
-        }
-    }
-
+    /// The fields a write records: not the identity fields, not the top-level fields it may
+    /// not set, and not the metadata the server owns. Only the first two levels decide, so the
+    /// rest of the set is not walked.
     fn track(self, mut fields: FieldSet) -> FieldSet {
-        fields.retain(|path| self.tracks(path));
+        fields.retain_children(&[], |top| match top {
+            Element::Field(top) => !matches!(top.as_str(), "apiVersion" | "kind") && self.admits(top),
+            _ => false,
+        });
+        fields.retain_children(
+            &[Element::Field("metadata".into())],
+            |field| !matches!(field, Element::Field(name) if UNTRACKED_METADATA.contains(&name.as_str())),
+        );
         fields
     }
 

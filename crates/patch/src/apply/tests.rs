@@ -313,6 +313,37 @@ fn create_by_update_owns_everything_and_clients_may_reset_tracking() {
 }
 
 #[test]
+fn updates_record_neither_identity_nor_server_owned_metadata_nor_status_of_the_main_resource() {
+    let mut created = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "uid": "u", "resourceVersion": "3", "labels": {"app": "web"}},
+        "spec": {"replicas": 1}, "status": {"replicas": 1}});
+    with_schema(|s| record_update(None, &mut created, &update("kubectl-create"), Some(s)));
+    let fields = &entry(&created, "kubectl-create")["fieldsV1"];
+    let keys = |v: &Value| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>());
+    assert_eq!(keys(fields), Some(vec!["f:metadata".into(), "f:spec".into()]));
+    assert_eq!(keys(&fields["f:metadata"]), Some(vec!["f:labels".into()]));
+
+    let mut named = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}});
+    with_schema(|s| record_update(None, &mut named, &update("kubectl-create"), Some(s)));
+    assert!(
+        named["metadata"].get("managedFields").is_none(),
+        "nothing tracked, no entry"
+    );
+
+    let mut status = created.clone();
+    status["status"]["replicas"] = json!(2);
+    let through_status = UpdateOptions {
+        subresource: Some("status"),
+        ..update("controller")
+    };
+    with_schema(|s| record_update(Some(&created), &mut status, &through_status, Some(s)));
+    assert_eq!(
+        entry(&status, "controller")["fieldsV1"],
+        json!({"f:status": {"f:replicas": {}}})
+    );
+}
+
+#[test]
 fn status_belongs_to_the_status_subresource() {
     let mut config = deployment(3, "nginx:1");
     config["status"] = json!({"replicas": 9});
