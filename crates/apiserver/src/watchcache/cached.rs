@@ -1,7 +1,8 @@
 //! An object as the cache holds it: parsed, and serialized to JSON once, on first need, for
 //! every response and watcher that sends it as it is. An object this server writes is
 //! serialized once for the store ([`Stored`]); its served JSON is those bytes with the
-//! resourceVersion spliced in, and it is parsed only if someone needs the value.
+//! resourceVersion spliced in, and it is parsed only if someone needs the value. A write that
+//! sets a few fields of a cached object (a binding) copies the rest of its JSON as it lies.
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -237,6 +238,7 @@ impl<'a> Field<'a> {
     }
 }
 
+/// The fields of a parsed object, to write.
 fn parsed(fields: &Map<String, Value>) -> Fields<'_> {
     fields
         .iter()
