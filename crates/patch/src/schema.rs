@@ -59,13 +59,16 @@ impl<'a> SchemaNode<'a> {
     /// Schema of the field `name` of the object this node describes, and whether the object
     /// declares it (rather than allowing any field through `additionalProperties`).
     pub(crate) fn property(self, name: &str) -> (Option<SchemaNode<'a>>, bool) {
+        self.object().property(name)
+    }
+
+    /// The object this node describes, resolved once for looking up many of its fields.
+    pub(crate) fn object(self) -> ObjectSchema<'a> {
         let object = self.resolve();
-        match object.node.get("properties").and_then(|p| p.get(name)) {
-            Some(declared) => (Some(object.at(declared)), true),
-            None => {
-                let any = object.node.get("additionalProperties").filter(|a| a.is_object());
-                (any.map(|a| object.at(a)), false)
-            }
+        ObjectSchema {
+            properties: object.node.get("properties").and_then(Value::as_object),
+            any: object.node.get("additionalProperties").filter(|a| a.is_object()),
+            object,
         }
     }
 
@@ -84,6 +87,25 @@ impl<'a> SchemaNode<'a> {
     /// put them on the referenced definition instead.
     pub(crate) fn keyword(self, name: &str) -> Option<&'a Value> {
         self.node.get(name).or_else(|| self.resolve().node.get(name))
+    }
+}
+
+/// An object's schema with its `$ref`s followed: its declared properties, and the schema of
+/// any other field.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ObjectSchema<'a> {
+    object: SchemaNode<'a>,
+    properties: Option<&'a Map<String, Value>>,
+    any: Option<&'a Value>,
+}
+
+impl<'a> ObjectSchema<'a> {
+    /// See [`SchemaNode::property`].
+    pub(crate) fn property(self, name: &str) -> (Option<SchemaNode<'a>>, bool) {
+        match self.properties.and_then(|p| p.get(name)) {
+            Some(declared) => (Some(self.object.at(declared)), true),
+            None => (self.any.map(|a| self.object.at(a)), false),
+        }
     }
 }
 

@@ -103,19 +103,19 @@ pub(crate) struct Child<'v, 's> {
 /// an empty object, or an atomic object or list. List items that cannot be named are skipped.
 pub(crate) fn children<'v, 's>(value: &'v Value, schema: Option<SchemaNode<'s>>) -> Option<Vec<Child<'v, 's>>> {
     match value {
-        Value::Object(map) if !map.is_empty() && !atomic_map(schema) => Some(
-            map.iter()
-                .map(|(name, value)| {
-                    let (schema, declared) = field_schema(schema, name);
-                    Child {
-                        element: Element::Field(name.clone()),
-                        value,
-                        schema,
-                        member: !declared,
-                    }
-                })
-                .collect(),
-        ),
+        Value::Object(map) if !map.is_empty() && !atomic_map(schema) => {
+            let object = schema.map(SchemaNode::object);
+            let children = map.iter().map(|(name, value)| {
+                let (schema, declared) = object.map_or((None, false), |o| o.property(name));
+                Child {
+                    element: Element::Field(name.clone()),
+                    value,
+                    schema,
+                    member: !declared,
+                }
+            });
+            Some(children.collect())
+        }
         Value::Array(items) => {
             let kind = list_kind(schema);
             if matches!(kind, ListKind::Atomic) {
