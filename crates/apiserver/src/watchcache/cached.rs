@@ -9,10 +9,9 @@ use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 use kate_store::Revision;
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::raw::RawObject;
+use super::raw::{RawField, RawObject};
 
 /// A cached object: its value, its JSON, or both; whichever is missing is made from the other
 /// on first need.
@@ -52,13 +51,8 @@ impl Stored {
     /// may lie within another, nor in the metadata, whose layout the cache keeps track of) and
     /// its resourceVersion removed: a write that changes a few fields of a cached object
     /// copies the rest of its JSON as it lies, without parsing it.
-    pub fn splice(object: &RawObject<'_>, sets: &[Set<'_>]) -> Stored {
-        let fields: Fields<'_> = object
-            .0
-            .iter()
-            .map(|(name, raw)| (Cow::Borrowed(name.as_ref()), Field::Raw(raw)))
-            .collect();
-        Stored(serialize_fields(&fields, sets, true))
+    pub fn splice<'a>(object: &'a RawObject<'a>, sets: &[Set<'_>]) -> Stored {
+        Stored(serialize_fields(&raw(object), sets, true))
     }
 
     /// The bytes to store.
@@ -208,7 +202,7 @@ fn serialize(value: &Value) -> Json {
 #[derive(Debug, Clone, Copy)]
 enum Field<'a> {
     Parsed(&'a Value),
-    Raw(&'a RawValue),
+    Raw(&'a RawField<'a>),
 }
 
 /// An object's fields in their order.
@@ -218,7 +212,7 @@ impl<'a> Field<'a> {
     fn write(self, out: &mut Vec<u8>) {
         match self {
             Field::Parsed(value) => write(out, value),
-            Field::Raw(raw) => out.extend_from_slice(raw.get().as_bytes()),
+            Field::Raw(field) => out.extend_from_slice(field.raw.get().as_bytes()),
         }
     }
 
@@ -227,15 +221,18 @@ impl<'a> Field<'a> {
         match self {
             Field::Parsed(Value::Object(fields)) => Some(parsed(fields)),
             Field::Parsed(_) => None,
-            Field::Raw(raw) => RawObject::parse(raw.get().as_bytes()).map(|object| {
-                object
-                    .0
-                    .into_iter()
-                    .map(|(name, raw)| (name, Field::Raw(raw)))
-                    .collect()
-            }),
+            Field::Raw(field) => field.object().map(raw),
         }
     }
+}
+
+/// The fields of a split object, to write.
+fn raw<'a>(object: &'a RawObject<'a>) -> Fields<'a> {
+    object
+        .0
+        .iter()
+        .map(|field| (Cow::Borrowed(field.name.as_ref()), Field::Raw(field)))
+        .collect()
 }
 
 /// The fields of a parsed object, to write.

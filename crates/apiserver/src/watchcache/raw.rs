@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::OnceLock;
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
@@ -11,7 +12,25 @@ use serde_json::value::RawValue;
 
 /// The fields of a JSON object in their order, each value still JSON.
 #[derive(Debug)]
-pub struct RawObject<'a>(pub(super) Vec<(Cow<'a, str>, &'a RawValue)>);
+pub struct RawObject<'a>(pub(super) Vec<RawField<'a>>);
+
+/// One field of a [`RawObject`]: its name, its JSON, and its own fields once someone has
+/// split it, so that a reader and a writer of the same object split it once.
+#[derive(Debug)]
+pub struct RawField<'a> {
+    pub(super) name: Cow<'a, str>,
+    pub(super) raw: &'a RawValue,
+    split: OnceLock<Option<RawObject<'a>>>,
+}
+
+impl<'a> RawField<'a> {
+    /// The field's value split in turn, if it is an object.
+    pub(super) fn object(&self) -> Option<&RawObject<'a>> {
+        self.split
+            .get_or_init(|| RawObject::parse(self.raw.get().as_bytes()))
+            .as_ref()
+    }
+}
 
 impl<'a> RawObject<'a> {
     /// Splits `json` if it is an object.
@@ -22,14 +41,18 @@ impl<'a> RawObject<'a> {
         Some(object)
     }
 
+    fn field(&self, key: &str) -> Option<&RawField<'a>> {
+        self.0.iter().find(|field| field.name == key)
+    }
+
     /// The JSON of field `key`.
     pub fn get(&self, key: &str) -> Option<&'a RawValue> {
-        self.0.iter().find(|(name, _)| name == key).map(|(_, raw)| *raw)
+        self.field(key).map(|field| field.raw)
     }
 
     /// Field `key`, split in turn, if it is an object.
-    pub fn object(&self, key: &str) -> Option<RawObject<'a>> {
-        self.get(key).and_then(|raw| RawObject::parse(raw.get().as_bytes()))
+    pub fn object(&self, key: &str) -> Option<&RawObject<'a>> {
+        self.field(key).and_then(RawField::object)
     }
 
     /// Field `key`, parsed.
@@ -56,7 +79,11 @@ impl<'de> Visitor<'de> for Fields {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawObject<'de>, A::Error> {
         let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
         while let Some(key) = map.next_key_seed(Key)? {
-            fields.push((key, map.next_value::<&RawValue>()?));
+            fields.push(RawField {
+                name: key,
+                raw: map.next_value::<&RawValue>()?,
+                split: OnceLock::new(),
+            });
         }
         Ok(RawObject(fields))
     }
@@ -99,7 +126,7 @@ mod tests {
     fn splits_an_object_into_its_fields_as_they_lie() {
         let json = br#"{"metadata":{"name":"p","uid":"u"},"a\"b":[1, 2],"status":null}"#;
         let object = RawObject::parse(json).unwrap();
-        let keys: Vec<&str> = object.0.iter().map(|(k, _)| k.as_ref()).collect();
+        let keys: Vec<&str> = object.0.iter().map(|field| field.name.as_ref()).collect();
         assert_eq!(keys, ["metadata", "a\"b", "status"]);
         assert_eq!(object.get("a\"b").unwrap().get(), "[1, 2]");
         assert_eq!(object.object("metadata").unwrap().value("uid"), Some(json!("u")));

@@ -44,7 +44,7 @@ impl Element {
     /// The `FieldsV1` object key for this element.
     fn encode(&self) -> String {
         match self {
-            Element::Field(name) => format!("f:{name}"),
+            Element::Field(name) => ["f:", name].concat(),
             Element::Key(fields) => {
                 let object: Map<String, Value> = fields.iter().cloned().collect();
                 format!("k:{}", Value::Object(object))
@@ -247,7 +247,7 @@ impl Node {
     }
 
     fn to_fields_v1(&self) -> Value {
-        let mut object = Map::new();
+        let mut object = Map::with_capacity(self.children.len() + usize::from(self.member));
         if self.member && !self.children.is_empty() {
             object.insert(".".to_owned(), Value::Object(Map::new()));
         }
