@@ -115,12 +115,7 @@ fn refusal(def: &ResourceDef, name: &str, binding: &Value, pod: &RawObject<'_>) 
         .pointer("/metadata/uid")
         .and_then(Value::as_str)
         .filter(|u| !u.is_empty())
-        && meta
-            .as_ref()
-            .and_then(|m| m.value("uid"))
-            .as_ref()
-            .and_then(Value::as_str)
-            != Some(uid)
+        && meta.and_then(|m| m.value("uid")).as_ref().and_then(Value::as_str) != Some(uid)
     {
         return Err(ApiError::conflict(
             def.group,

@@ -3,8 +3,8 @@
 //! lies, instead of parsing the whole object and serializing it again.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::fmt;
-use std::sync::OnceLock;
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
@@ -20,7 +20,7 @@ pub struct RawObject<'a>(pub(super) Vec<RawField<'a>>);
 pub struct RawField<'a> {
     pub(super) name: Cow<'a, str>,
     pub(super) raw: &'a RawValue,
-    split: OnceLock<Option<RawObject<'a>>>,
+    split: OnceCell<Option<RawObject<'a>>>,
 }
 
 impl<'a> RawField<'a> {
@@ -82,7 +82,7 @@ impl<'de> Visitor<'de> for Fields {
             fields.push(RawField {
                 name: key,
                 raw: map.next_value::<&RawValue>()?,
-                split: OnceLock::new(),
+                split: OnceCell::new(),
             });
         }
         Ok(RawObject(fields))
