@@ -184,11 +184,14 @@ async fn namespace_lifecycle_and_finalize() -> anyhow::Result<()> {
     let c = Cluster::start()?;
     let client = c.client().await?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "doomed"}}))?;
+    // A finalizer of the test's own holds the namespace once the namespace controller has
+    // emptied it and removed its own, so that the finalize call below does not race it.
+    let ns: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "doomed"}, "spec": {"finalizers": ["example.com/hold"]}}))?;
     let created = namespaces.create(&PostParams::default(), &ns).await?;
     assert_eq!(
         created.spec.and_then(|s| s.finalizers),
-        Some(vec!["kubernetes".to_string()])
+        Some(vec!["example.com/hold".to_string(), "kubernetes".to_string()])
     );
     namespaces.delete("doomed", &Default::default()).await?;
     let terminating = namespaces.get("doomed").await?;
@@ -205,6 +208,8 @@ async fn namespace_lifecycle_and_finalize() -> anyhow::Result<()> {
     }
     let mut finalized = namespaces.get("doomed").await?;
     finalized.spec = Some(Default::default());
+    // Unconditional: the namespace controller may take its own finalizer off meanwhile.
+    finalized.metadata.resource_version = None;
     let body = serde_json::to_vec(&finalized)?;
     let req = http::Request::put("/api/v1/namespaces/doomed/finalize")
         .header("content-type", "application/json")

@@ -8,6 +8,9 @@ use super::{NameRule, Strategy};
 /// The namespace strategy.
 pub struct NamespaceStrategy;
 
+/// The finalizer by which the namespace controller empties a namespace before it goes.
+const FINALIZER: &str = "kubernetes";
+
 /// The label upstream puts on every namespace so selectors can match namespaces by name.
 pub const NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
@@ -28,7 +31,16 @@ impl Strategy for NamespaceStrategy {
     }
 
     fn prepare_create(&self, obj: &mut Value) {
-        obj["spec"] = json!({"finalizers": ["kubernetes"]});
+        // The namespace controller's finalizer is required, after any the client asked for.
+        let mut finalizers = obj
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if !finalizers.iter().any(|f| f == FINALIZER) {
+            finalizers.push(json!(FINALIZER));
+        }
+        obj["spec"] = json!({"finalizers": finalizers});
         obj["status"] = json!({"phase": "Active"});
     }
 
@@ -42,5 +54,25 @@ impl Strategy for NamespaceStrategy {
 
     fn field_labels(&self) -> &'static [&'static str] {
         &["status.phase"]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creation_adds_the_controller_finalizer_after_the_clients_own() {
+        let created = |spec: Value| {
+            let mut ns = json!({"metadata": {"name": "a"}, "spec": spec, "status": {"phase": "Terminating"}});
+            NamespaceStrategy.prepare_create(&mut ns);
+            (ns["spec"]["finalizers"].clone(), ns["status"]["phase"].clone())
+        };
+        assert_eq!(created(json!({})), (json!(["kubernetes"]), json!("Active")));
+        assert_eq!(
+            created(json!({"finalizers": ["example.com/hold"]})).0,
+            json!(["example.com/hold", "kubernetes"])
+        );
+        assert_eq!(created(json!({"finalizers": ["kubernetes"]})).0, json!(["kubernetes"]));
     }
 }
