@@ -365,17 +365,29 @@ fn write(out: &mut Vec<u8>, value: &(impl serde::Serialize + ?Sized)) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use serde_json::json;
 
     use super::*;
 
-    fn without_managed_fields(value: &Value) -> Value {
+    /// `value` without `metadata.managedFields`.
+    pub(in crate::watchcache) fn without_managed_fields(value: &Value) -> Value {
         let mut value = value.clone();
         if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.shift_remove("managedFields");
         }
         value
+    }
+
+    /// Asserts that the cached object's JSON without managedFields is serde's for `value`
+    /// without them.
+    fn assert_trims(cached: &Cached, value: &Value) {
+        let trimmed = cached.json_without_managed_fields().concat();
+        let expected = serde_json::to_vec(&without_managed_fields(value)).unwrap();
+        assert_eq!(
+            String::from_utf8(trimmed).unwrap(),
+            String::from_utf8(expected).unwrap()
+        );
     }
 
     #[test]
@@ -394,12 +406,7 @@ mod tests {
         for object in objects {
             let cached = Cached::new(object.clone());
             assert_eq!(cached.json(), serde_json::to_vec(&object).unwrap(), "{object}");
-            let trimmed = cached.json_without_managed_fields().concat();
-            let expected = serde_json::to_vec(&without_managed_fields(&object)).unwrap();
-            assert_eq!(
-                String::from_utf8(trimmed).unwrap(),
-                String::from_utf8(expected).unwrap()
-            );
+            assert_trims(&cached, &object);
         }
     }
 
@@ -442,12 +449,7 @@ mod tests {
             let served = Cached::stamped(&stored, 42);
             let expected = crate::watchcache::stamp(expected, 42);
             assert_eq!(served.json(), serde_json::to_vec(&expected).unwrap(), "{object}");
-            let trimmed = served.json_without_managed_fields().concat();
-            let expected = serde_json::to_vec(&without_managed_fields(&expected)).unwrap();
-            assert_eq!(
-                String::from_utf8(trimmed).unwrap(),
-                String::from_utf8(expected).unwrap()
-            );
+            assert_trims(&served, &expected);
         }
     }
 
@@ -507,12 +509,7 @@ mod tests {
                 String::from_utf8_lossy(&serde_json::to_vec(&expected).unwrap()),
             );
             assert_eq!(**served, expected, "the value is parsed back from the JSON");
-            let trimmed = served.json_without_managed_fields().concat();
-            let expected = serde_json::to_vec(&without_managed_fields(&expected)).unwrap();
-            assert_eq!(
-                String::from_utf8(trimmed).unwrap(),
-                String::from_utf8(expected).unwrap()
-            );
+            assert_trims(&served, &expected);
         }
     }
 }

@@ -4,6 +4,7 @@
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
+use super::cached::tests::without_managed_fields;
 use super::cached::{Cached, Set, Stored};
 use super::pick::pick;
 use super::raw::RawObject;
@@ -70,14 +71,6 @@ fn set(value: &mut Value, path: &[String], to: &Value) {
             }
         }
     }
-}
-
-fn without_managed_fields(value: &Value) -> Value {
-    let mut value = value.clone();
-    if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.shift_remove("managedFields");
-    }
-    value
 }
 
 proptest! {
